@@ -1,0 +1,216 @@
+"""Metrics exactly as the paper's reference notebook computes them, and the batched evaluator.
+
+Definitions (``Recall_at_k_batch`` and ``NDCG_binary_at_k_batch`` of the notebook):
+
+- Recall@k = |top-k ∩ holdout_u| / min(k, |holdout_u|)  (the paper's normalised recall);
+- NDCG@k  = DCG@k / IDCG@k with binary gains, DCG@k = sum_{r=1..k} hit_r / log2(r + 1),
+  IDCG@k = sum_{r=1..min(k, |holdout_u|)} 1 / log2(r + 1).
+
+Fold-in items are set to -inf before ranking (never 0). Users without held-out items are
+excluded from the means and counted in ``n_excluded``. Ties are broken by the lower item
+index, so rankings are deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .protocol import HeldOut
+
+DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")
+
+
+def parse_metric(name: str) -> tuple[str, int]:
+    kind, _, k = name.partition("@")
+    if kind not in ("recall", "ndcg") or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"unknown metric {name!r}: use recall@K or ndcg@K")
+    return kind, int(k)
+
+
+def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores per row, best first; ties -> lower index first.
+
+    Args:
+        scores: (n, n_items) float array (-inf for excluded items).
+        k: how many; clipped to n_items.
+
+    Returns:
+        (n, min(k, n_items)) int64 array.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    if k == 0 or n == 0:
+        return np.zeros((n, k), dtype=np.int64)
+    if k < m:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)  # k-th largest value
+        above = scores > kth[:, None]
+        equal = scores == kth[:, None]
+        need = k - above.sum(axis=1)  # how many ties at the threshold to keep
+        keep_eq = equal & (np.cumsum(equal, axis=1) <= need[:, None])
+        sel = above | keep_eq
+        cols = np.nonzero(sel)[1].reshape(n, k)  # ascending item index within each row
+    else:
+        cols = np.broadcast_to(np.arange(m), (n, m)).copy()
+    vals = np.take_along_axis(scores, cols, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")  # stable: ties keep ascending index
+    return np.take_along_axis(cols, order, axis=1)
+
+
+def _discounts(k: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+
+
+def recall_at_k(topk: np.ndarray, holdout: sp.csr_matrix, k: int) -> np.ndarray:
+    """Per-row Recall@k from ranked indices (n, >=k) and the binary holdout rows (n, items).
+
+    Rows with an empty holdout give NaN (0/0); the evaluator excludes them.
+    """
+    hits = _hits(topk[:, :k], holdout)
+    n_true = np.diff(holdout.indptr).astype(np.float64)
+    denom = np.minimum(k, n_true)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, hits.sum(axis=1) / denom, np.nan)
+
+
+def ndcg_at_k(topk: np.ndarray, holdout: sp.csr_matrix, k: int) -> np.ndarray:
+    """Per-row binary NDCG@k (truncated ideal DCG); NaN for rows with an empty holdout."""
+    top = topk[:, :k]
+    hits = _hits(top, holdout)
+    disc = _discounts(k)
+    dcg = (hits * disc[: top.shape[1]]).sum(axis=1)
+    n_true = np.diff(holdout.indptr)
+    cum = np.concatenate([[0.0], np.cumsum(disc)])
+    idcg = cum[np.minimum(n_true, k)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(idcg > 0, dcg / idcg, np.nan)
+
+
+def _hits(top: np.ndarray, holdout: sp.csr_matrix) -> np.ndarray:
+    """(n, k) 0/1 matrix: is the ranked item in the row's holdout?"""
+    n = top.shape[0]
+    if top.size == 0:
+        return np.zeros(top.shape, dtype=np.float64)
+    dense = np.zeros((n, holdout.shape[1]), dtype=bool)
+    rows = np.repeat(np.arange(n), np.diff(holdout.indptr))
+    dense[rows, holdout.indices] = True
+    return np.take_along_axis(dense, top, axis=1).astype(np.float64)
+
+
+def compute_metrics(
+    scores: np.ndarray,
+    fold_in: sp.csr_matrix,
+    holdout: sp.csr_matrix,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> dict[str, np.ndarray]:
+    """Per-row metrics for one batch of scores; fold-in items are masked to -inf first."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    scores[np.isnan(scores)] = -np.inf
+    if scores.shape != fold_in.shape:
+        raise ValueError(f"scores have shape {scores.shape}, expected {fold_in.shape}")
+    rows = np.repeat(np.arange(fold_in.shape[0]), np.diff(fold_in.indptr))
+    scores[rows, fold_in.indices] = -np.inf
+    parsed = [parse_metric(m) for m in metrics]
+    kmax = max(k for _, k in parsed)
+    top = topk_indices(scores, kmax)
+    out = {}
+    for name, (kind, k) in zip(metrics, parsed):
+        out[name] = recall_at_k(top, holdout, k) if kind == "recall" else ndcg_at_k(top, holdout, k)
+    return out
+
+
+@dataclass
+class EvalResult:
+    """Per-user metrics over the users that have held-out items.
+
+    Attributes:
+        per_user: metric -> (n_users,) float64 array over evaluated users.
+        users: (n_users,) row indices (into the HeldOut) of the evaluated users.
+        fold_in_size: (n_users,) fold-in items per evaluated user (for activity quintiles).
+        n_excluded: users without held-out items (not in the means).
+        seconds: wall time of scoring plus metrics.
+    """
+
+    per_user: dict[str, np.ndarray]
+    users: np.ndarray
+    fold_in_size: np.ndarray
+    n_excluded: int
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return int(len(self.users))
+
+    def mean(self) -> dict[str, float]:
+        return {m: float(v.mean()) if len(v) else float("nan") for m, v in self.per_user.items()}
+
+    def sem(self) -> dict[str, float]:
+        """Standard error as the notebook prints it: std / sqrt(n) (population std)."""
+        return {
+            m: float(v.std() / np.sqrt(len(v))) if len(v) else float("nan")
+            for m, v in self.per_user.items()
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        d = {m: v for m, v in self.per_user.items()}
+        d["users"] = self.users
+        d["fold_in_size"] = self.fold_in_size
+        return d
+
+
+def evaluate(
+    score_fn: Callable[[sp.csr_matrix], np.ndarray],
+    heldout: HeldOut,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    batch_size: int = 1000,
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """Score held-out users in batches and compute per-user metrics.
+
+    Args:
+        score_fn: fold-in rows (b, n_items) CSR -> scores (b, n_items); usually
+            ``model.score``.
+        heldout: the users to evaluate.
+        metrics: names such as ``recall@20`` or ``ndcg@100``.
+        batch_size: users per scoring call.
+    """
+    t0 = time.perf_counter()
+    n_true = np.diff(heldout.holdout.indptr)
+    users = np.flatnonzero(n_true > 0)
+    n_excluded = int(heldout.n_users - len(users))
+    per_user = {m: np.empty(len(users), dtype=np.float64) for m in metrics}
+    iterator = range(0, len(users), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=desc, unit="batch", leave=False)
+    for start in iterator:
+        rows = users[start : start + batch_size]
+        fold = heldout.fold_in[rows]
+        scores = np.asarray(score_fn(fold))
+        batch = compute_metrics(scores, fold, heldout.holdout[rows], metrics)
+        for m in metrics:
+            per_user[m][start : start + len(rows)] = batch[m]
+    fold_sizes = np.diff(heldout.fold_in.indptr)[users]
+    return EvalResult(
+        per_user=per_user,
+        users=users,
+        fold_in_size=fold_sizes,
+        n_excluded=n_excluded,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def validation_ndcg(
+    score_fn: Callable[[sp.csr_matrix], np.ndarray], valid: HeldOut, batch_size: int = 1000
+) -> float:
+    """Mean validation NDCG@100 (what every model is selected and tuned on)."""
+    return evaluate(score_fn, valid, metrics=("ndcg@100",), batch_size=batch_size).mean()["ndcg@100"]

@@ -1,0 +1,1 @@
+"""Built-in model plugins, one module per family; each registers itself with @register."""

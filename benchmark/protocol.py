@@ -1,0 +1,392 @@
+"""Value objects of the strong-generalisation protocol and the recommender interface.
+
+Strong generalisation (Liang et al. 2018, section 4.2; the reference notebook's split)::
+
+                    items (only those seen by training users)
+                 +-------------------------------------------+
+    train users  |  train: every interaction, used by fit()  |
+                 +-------------------------------------------+
+    valid users  |  valid.fold_in (80%)  | valid.holdout 20% |   never seen by fit() as users;
+                 +-------------------------------------------+   fold_in -> score(),
+    test users   |  test.fold_in  (80%)  | test.holdout  20% |   holdout -> metrics
+                 +-------------------------------------------+
+
+A held-out user is represented by a model from their fold-in row alone; the model never
+trains on held-out users. Per user the fold-in / holdout split is by item, at random,
+floor(20%) of the items to the holdout for users with at least 5 items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["HeldOut", "Split", "FitOptions", "Recommender", "csr_hash", "EpochReport"]
+
+
+def _as_csr(m: sp.spmatrix) -> sp.csr_matrix:
+    m = sp.csr_matrix(m, dtype=np.float32)
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
+
+
+def csr_hash(*mats: sp.csr_matrix, extra: bytes = b"") -> str:
+    """Content hash (sha256 hex) of CSR matrices: shape, indptr, indices and data."""
+    h = hashlib.sha256()
+    for m in mats:
+        h.update(np.asarray(m.shape, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(m.indptr, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(m.indices, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(m.data, dtype=np.float32).tobytes())
+    h.update(extra)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out users: fold-in items (model input) and held-out items (evaluated).
+
+    Attributes:
+        fold_in: (n_users, n_items) binary float32 CSR, what the model sees.
+        holdout: (n_users, n_items) binary float32 CSR, what is evaluated; disjoint from
+            ``fold_in``. Rows with no held-out items are excluded from the metric means.
+    """
+
+    fold_in: sp.csr_matrix
+    holdout: sp.csr_matrix
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fold_in", _as_csr(self.fold_in))
+        object.__setattr__(self, "holdout", _as_csr(self.holdout))
+        if self.fold_in.shape != self.holdout.shape:
+            raise ValueError(
+                f"fold_in {self.fold_in.shape} and holdout {self.holdout.shape} differ in shape"
+            )
+
+    @property
+    def n_users(self) -> int:
+        return self.fold_in.shape[0]
+
+    def subset(self, rows: np.ndarray) -> HeldOut:
+        return HeldOut(self.fold_in[rows], self.holdout[rows])
+
+
+@dataclass(frozen=True)
+class Split:
+    """A strong-generalisation split of one dataset (the cache format every loader emits).
+
+    Attributes:
+        train: (n_train_users, n_items) binary float32 CSR.
+        valid: held-out validation users.
+        test: held-out test users.
+        items: (n_items,) original item ids of the columns.
+        users: dict part -> original user ids of the rows ("train", "valid", "test").
+        meta: dataset, filters, seed, counts and ``split_hash``.
+    """
+
+    train: sp.csr_matrix
+    valid: HeldOut
+    test: HeldOut
+    items: np.ndarray
+    users: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", _as_csr(self.train))
+        n = self.train.shape[1]
+        for part in (self.valid, self.test):
+            if part.fold_in.shape[1] != n:
+                raise ValueError("train, valid and test must share the item dimension")
+        if "split_hash" not in self.meta:
+            meta = dict(self.meta)
+            meta["split_hash"] = self.compute_hash()
+            object.__setattr__(self, "meta", meta)
+
+    @property
+    def n_items(self) -> int:
+        return self.train.shape[1]
+
+    @property
+    def split_hash(self) -> str:
+        return self.meta["split_hash"]
+
+    def part(self, name: str) -> HeldOut:
+        if name not in ("valid", "test"):
+            raise ValueError(f"part must be 'valid' or 'test', not {name!r}")
+        return self.valid if name == "valid" else self.test
+
+    def compute_hash(self) -> str:
+        return csr_hash(
+            self.train,
+            self.valid.fold_in,
+            self.valid.holdout,
+            self.test.fold_in,
+            self.test.holdout,
+        )[:16]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts a user wants to see: users, items, interactions, density, held-out sizes."""
+        n_split = int(
+            self.train.nnz
+            + self.valid.fold_in.nnz
+            + self.valid.holdout.nnz
+            + self.test.fold_in.nnz
+            + self.test.holdout.nnz
+        )
+        n_users = self.train.shape[0] + self.valid.n_users + self.test.n_users
+        counts = self.meta.get("counts", {})
+        # Interactions after the filters (the paper's Table 1); the split keeps slightly
+        # fewer: held-out users' interactions on items no training user has are dropped.
+        n_inter = int(counts.get("interactions_after_filter", n_split))
+        return {
+            "dataset": self.meta.get("dataset"),
+            "users": int(n_users),
+            "items": int(self.n_items),
+            "interactions": n_inter,
+            "interactions_in_split": n_split,
+            "items_after_filter": int(counts.get("items_after_filter", self.n_items)),
+            "density": n_inter / max(1, n_users * int(counts.get("items_after_filter", self.n_items))),
+            "train_users": int(self.train.shape[0]),
+            "valid_users": int(self.valid.n_users),
+            "test_users": int(self.test.n_users),
+            "train_interactions": int(self.train.nnz),
+            "valid_heldout_interactions": int(self.valid.holdout.nnz),
+            "test_heldout_interactions": int(self.test.holdout.nnz),
+            "split_hash": self.split_hash,
+        }
+
+    # --- cache format -------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``split.npz`` + ``meta.json`` atomically (temporary folder, then rename)."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            arrays: dict[str, np.ndarray] = {"items": np.asarray(self.items)}
+            for name, m in (
+                ("train", self.train),
+                ("valid_fold_in", self.valid.fold_in),
+                ("valid_holdout", self.valid.holdout),
+                ("test_fold_in", self.test.fold_in),
+                ("test_holdout", self.test.holdout),
+            ):
+                arrays[f"{name}_indptr"] = m.indptr
+                arrays[f"{name}_indices"] = m.indices
+                arrays[f"{name}_shape"] = np.asarray(m.shape)
+            for part, ids in self.users.items():
+                arrays[f"users_{part}"] = np.asarray(ids)
+            if arrays["items"].dtype == object:
+                arrays["items"] = arrays["items"].astype(str)
+            for k in list(arrays):
+                if arrays[k].dtype == object:
+                    arrays[k] = arrays[k].astype(str)
+            np.savez(tmp / "split.npz", **arrays)
+            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Split:
+        directory = Path(directory)
+        meta = json.loads((directory / "meta.json").read_text())
+        with np.load(directory / "split.npz", allow_pickle=False) as z:
+
+            def mat(name: str) -> sp.csr_matrix:
+                indices = z[f"{name}_indices"]
+                shape = tuple(int(s) for s in z[f"{name}_shape"])
+                data = np.ones(len(indices), dtype=np.float32)
+                return sp.csr_matrix((data, indices, z[f"{name}_indptr"]), shape=shape)
+
+            users = {p: z[f"users_{p}"] for p in ("train", "valid", "test") if f"users_{p}" in z}
+            return cls(
+                train=mat("train"),
+                valid=HeldOut(mat("valid_fold_in"), mat("valid_holdout")),
+                test=HeldOut(mat("test_fold_in"), mat("test_holdout")),
+                items=z["items"],
+                users=users,
+                meta=meta,
+            )
+
+
+@dataclass
+class EpochReport:
+    """What an iterative model reports after each epoch (kept in the result row's history)."""
+
+    epoch: int
+    loss: float
+    seconds: float
+    ndcg100: float | None = None
+    beta: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {
+            "epoch": self.epoch,
+            "loss": self.loss,
+            "seconds": self.seconds,
+            "ndcg@100": self.ndcg100,
+        }
+        if self.beta is not None:
+            d["beta"] = self.beta
+        d.update(self.extra)
+        return d
+
+
+@dataclass
+class FitOptions:
+    """Run options (never hyperparameters): seed, device, time budget, callbacks.
+
+    Attributes:
+        seed: seed for every random number generator the model uses.
+        device: "auto", "cpu" or "cuda" ("auto" picks CUDA when available).
+        epochs: cap on epochs for iterative models (None: the model's own default).
+        time_budget: seconds after which an iterative model stops after the current epoch.
+        on_epoch: called with an :class:`EpochReport` after every validated epoch; may raise
+            (e.g. ``optuna.TrialPruned``) to stop the fit.
+        progress: show progress bars.
+        threads: CPU threads (None: all cores available).
+        dataset: the dataset name, for dataset-specific defaults (e.g. EASE lambda).
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    epochs: int | None = None
+    time_budget: float | None = None
+    on_epoch: Callable[[EpochReport], None] | None = None
+    progress: bool = True
+    threads: int | None = None
+    dataset: str | None = None
+
+    def resolve_device(self) -> str:
+        if self.device == "auto":
+            try:
+                import torch
+
+                return "cuda" if torch.cuda.is_available() else "cpu"
+            except ImportError:  # pragma: no cover
+                return "cpu"
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeError(
+                    "--device cuda was asked for but torch sees no CUDA device; "
+                    "use --device cpu, or install a CUDA build of torch (make install TORCH=torch)"
+                )
+        return self.device
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+class Recommender:
+    """Base class of every model (scikit-learn conventions).
+
+    Subclasses declare every hyperparameter as an explicit keyword of ``__init__``, which
+    only stores it under the same name; fitted state ends in ``_``.
+
+    Lifecycle::
+
+        model = Model(**params)                          # stores hyperparameters only
+        model.fit(split.train, split.valid, options=FitOptions(seed=0))
+        scores = model.score(split.test.fold_in)         # (n_users, n_items) float32
+
+    Class attributes:
+        name: registry name (set by ``@register``).
+        description: one line shown by ``python -m benchmark models``.
+        iterative: True for models trained by epochs (they report validation NDCG@100).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    iterative: ClassVar[bool] = False
+
+    # --- hyperparameters ------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params: Any) -> Recommender:
+        valid = set(self._param_names())
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; it has {sorted(valid)}")
+            setattr(self, k, v)
+        return self
+
+    @classmethod
+    def default_params(cls, dataset: str | None = None) -> dict[str, Any]:
+        """The paper's defaults, possibly per dataset (override for e.g. EASE lambda)."""
+        sig = inspect.signature(cls.__init__)
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.name != "self" and p.default is not inspect.Parameter.empty
+        }
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Optuna search space: ``trial.suggest_*`` calls returning constructor params."""
+        return {}
+
+    @classmethod
+    def skip_reason(cls, stats: dict[str, Any], *, explicit: bool) -> str | None:
+        """A reason not to run on a dataset of this size when not asked for by name."""
+        return None
+
+    # --- training and inference -----------------------------------------------------------
+    def fit(
+        self,
+        train: sp.csr_matrix,
+        valid: HeldOut | None = None,
+        *,
+        options: FitOptions | None = None,
+    ) -> Recommender:
+        raise NotImplementedError
+
+    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
+        """Scores (n_rows, n_items) float32 for users given only their fold-in rows."""
+        raise NotImplementedError
+
+    def results_extra(self) -> dict[str, Any]:
+        """Extra facts for the result row (e.g. the per-epoch history, beta curve)."""
+        extra: dict[str, Any] = {}
+        hist = getattr(self, "history_", None)
+        if hist:
+            extra["history"] = [h.as_dict() if isinstance(h, EpochReport) else h for h in hist]
+        return extra
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,148 @@
+"""Model registry: name -> Recommender class.
+
+Three ways in, all ending in the same table:
+
+1. the ``@register("name")`` decorator (the built-ins in ``benchmark/models/`` use it);
+2. the entry-point group ``benchmark.models`` of any installed package
+   (``[project.entry-points."benchmark.models"] mymodel = "mypkg.mod:MyModel"``);
+3. any ``*.py`` file in the local plugin folder (``./models`` by default, or the folder in
+   ``BENCHMARK_MODELS_DIR``), imported at discovery; its ``@register`` calls add the models.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .protocol import Recommender
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+_DISCOVERED = False
+
+# Built-in plugin modules (one per family), imported lazily by discover().
+_BUILTIN_MODULES = [
+    "benchmark.models.popularity",
+    "benchmark.models.vae",
+    "benchmark.models.ease",
+    "benchmark.models.wmf",
+    "benchmark.models.slim",
+    "benchmark.models.lightfm",
+]
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+def register(name: str, *, description: str | None = None, **class_attrs):
+    """Class decorator registering a :class:`Recommender` under ``name``.
+
+    Args:
+        name: the name used on the command line (``--models name``).
+        description: one line for ``python -m benchmark models`` (default: the first line
+            of the class docstring).
+        class_attrs: further class attributes to set (e.g. ``iterative=True``).
+    """
+
+    def deco(cls: type[Recommender]) -> type[Recommender]:
+        if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+            raise TypeError(f"@register({name!r}) must decorate a Recommender subclass")
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            warnings.warn(f"model {name!r} registered twice; {cls.__module__} wins", stacklevel=2)
+        # A registered class may be re-registered under another name with other defaults.
+        target = cls
+        if cls.name and cls.name != name:
+            target = type(cls.__name__, (cls,), {"__doc__": cls.__doc__, "__module__": cls.__module__})
+        target.name = name
+        doc = (cls.__doc__ or "").strip().splitlines()
+        target.description = description or (doc[0] if doc else "")
+        for k, v in class_attrs.items():
+            setattr(target, k, v)
+        _REGISTRY[name] = target
+        return cls
+
+    return deco
+
+
+def _plugin_dir() -> Path:
+    return Path(os.environ.get("BENCHMARK_MODELS_DIR", "models"))
+
+
+def _import_file(path: Path) -> None:
+    mod_name = f"benchmark_plugin_{path.stem}"
+    if mod_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a broken plugin must not take the suite down
+        del sys.modules[mod_name]
+        warnings.warn(f"could not import model plugin {path}: {exc!r}", stacklevel=2)
+
+
+def discover(force: bool = False) -> dict[str, type[Recommender]]:
+    """Import built-ins, entry points and local plugins once; return the registry."""
+    global _DISCOVERED
+    if _DISCOVERED and not force:
+        return _REGISTRY
+    for mod in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:  # a missing dependency inside the module: say so
+                warnings.warn(f"built-in models in {mod} unavailable: {exc}", stacklevel=2)
+    try:
+        eps = entry_points(group="benchmark.models")
+    except TypeError:  # pragma: no cover - Python < 3.10
+        eps = entry_points().get("benchmark.models", [])
+    for ep in eps:
+        try:
+            cls = ep.load()
+            if ep.name not in _REGISTRY:
+                register(ep.name)(cls)
+        except Exception as exc:
+            warnings.warn(f"could not load model entry point {ep.name}: {exc!r}", stacklevel=2)
+    folder = _plugin_dir()
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.py")):
+            if not path.name.startswith("_"):
+                _import_file(path)
+    _DISCOVERED = True
+    return _REGISTRY
+
+
+def available() -> list[str]:
+    return sorted(discover())
+
+
+def get(name: str) -> type[Recommender]:
+    reg = discover()
+    if name not in reg:
+        raise UnknownModelError(
+            f"unknown model {name!r}; available: {', '.join(sorted(reg))} "
+            f"(add your own as models/<name>.py, see models/README.md)"
+        )
+    return reg[name]
+
+
+def resolve(spec: str) -> list[str]:
+    """``"all"`` or a comma-separated list -> model names (unknown names raise)."""
+    if spec.strip() == "all":
+        return available()
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise UnknownModelError(f"no model named in {spec!r}; available: {', '.join(available())}")
+    for n in names:
+        get(n)
+    return names

@@ -1,0 +1,178 @@
+"""Append-only result rows (JSONL) and per-user metric arrays (.npz) beside them.
+
+Layout of a results folder::
+
+    results/
+      results.jsonl            one JSON object per line (one model x dataset x part)
+      arrays/<row id>.npz      per-user metrics of that row (for paired tests, quintiles)
+      optuna.db                tuning studies (see benchmark.tuning)
+
+Appends are a single ``write`` of one line to a file opened in append mode, flushed and
+fsynced; arrays are written to a temporary name and renamed. A half-written last line (a
+killed process) is skipped with a warning when reading, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_FILE = "results.jsonl"
+ARRAYS_DIR = "arrays"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        f = float(x)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (str, int, bool)) or x is None:
+        return x
+    return str(x)
+
+
+def run_key(**parts: Any) -> str:
+    """Stable hash of what identifies a run (dataset, split, model, params, seed, ...)."""
+    blob = json.dumps(_jsonable(parts), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class ResultStore:
+    """A results folder: append rows, save arrays, read both back."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+
+    @property
+    def path(self) -> Path:
+        return self.dir / RESULTS_FILE
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(_jsonable(row), sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            # A previous writer killed mid-line leaves no newline: start on a fresh line.
+            size = os.fstat(fd).st_size
+            if size:
+                with open(self.path, "rb") as f:
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":
+                        line = "\n" + line
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rows(self, *, warn: bool = True) -> list[dict[str, Any]]:
+        """All readable rows; corrupt or truncated lines are skipped with a warning."""
+        if not self.path.exists():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise ValueError("not a JSON object")
+                    out.append(row)
+                except ValueError as exc:
+                    if warn:
+                        warnings.warn(
+                            f"{self.path}:{lineno}: skipped an unreadable result line ({exc})",
+                            stacklevel=2,
+                        )
+        return out
+
+    def completed_keys(self) -> set[tuple[str, str]]:
+        return {(r.get("run_key"), r.get("part")) for r in self.rows(warn=False)}
+
+    def save_arrays(self, row_id: str, arrays: dict[str, np.ndarray]) -> Path:
+        d = self.dir / ARRAYS_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        target = d / f"{row_id}.npz"
+        fd, tmp = tempfile.mkstemp(prefix=f".{row_id}.", suffix=".npz", dir=d)
+        os.close(fd)
+        try:
+            np.savez_compressed(tmp, **arrays)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def load_arrays(self, row_id: str) -> dict[str, np.ndarray] | None:
+        p = self.dir / ARRAYS_DIR / f"{row_id}.npz"
+        if not p.exists():
+            return None
+        try:
+            with np.load(p) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as exc:
+            warnings.warn(f"could not read per-user arrays {p}: {exc}", stacklevel=2)
+            return None
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("cf-benchmark", "numpy", "scipy", "torch", "implicit", "lightfm-next", "optuna"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+@lru_cache(maxsize=1)
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "system": platform.system(),
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:
+        pass
+    return info

@@ -1,0 +1,65 @@
+"""Example plugin: item-based k-nearest neighbours (cosine similarity).
+
+Copy this file to models/<yourmodel>.py, rename the class and the registered name, and
+`python -m benchmark models` lists it; `python -m benchmark run --models <name> ...` runs it
+under the same protocol, evaluation and reports as the built-ins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from benchmark.protocol import FitOptions, HeldOut, Recommender
+from benchmark.registry import register
+
+
+@register("itemknn")
+class ItemKNN(Recommender):
+    """Item kNN: cosine item-item similarity, k neighbours per item (example plugin)."""
+
+    def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
+        self.k = k
+        self.shrink = shrink
+
+    def fit(
+        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
+    ) -> ItemKNN:
+        x = sp.csr_matrix(train, dtype=np.float32)
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+        co = (x.T @ x).tocsr().astype(np.float32)  # item x item co-occurrence (sparse)
+        co.setdiag(0)
+        co.eliminate_zeros()
+        # cosine with shrinkage: co_ij / (|i| |j| + shrink)
+        co = co.tocoo()
+        sim = co.data / (norms[co.row] * norms[co.col] + self.shrink)
+        sim = sp.csr_matrix((sim, (co.row, co.col)), shape=co.shape)
+        self.sim_ = _keep_top_k_per_column(sim, self.k)
+        return self
+
+    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((fold_in @ self.sim_).todense(), dtype=np.float32)
+
+    @classmethod
+    def search_space(cls, trial) -> dict:
+        return {
+            "k": trial.suggest_int("k", 10, 1000, log=True),
+            "shrink": trial.suggest_float("shrink", 0.0, 100.0),
+        }
+
+
+def _keep_top_k_per_column(sim: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the k largest entries of each column (the neighbours of each target item)."""
+    csc = sim.tocsc()
+    counts = np.diff(csc.indptr)
+    if counts.max(initial=0) <= k:
+        return csc.tocsr()
+    keep = np.zeros(len(csc.data), dtype=bool)
+    # rank within column: sort by (column, -value), then keep the first k of each column
+    col = np.repeat(np.arange(csc.shape[1]), counts)
+    order = np.lexsort((-csc.data, col))
+    rank = np.arange(len(order)) - np.repeat(csc.indptr[:-1], counts)
+    keep[order[rank < k]] = True
+    out = sp.csc_matrix((csc.data * keep, csc.indices, csc.indptr), shape=csc.shape)
+    out.eliminate_zeros()
+    return out.tocsr()
