@@ -54,6 +54,17 @@ def csr_hash(*mats: sp.csr_matrix, extra: bytes = b"") -> str:
     return h.hexdigest()
 
 
+def _savez_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with a fixed member timestamp, so equal splits give byte-identical files."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+
+
 @dataclass(frozen=True)
 class HeldOut:
     """Held-out users: fold-in items (model input) and held-out items (evaluated).
@@ -192,7 +203,7 @@ class Split:
             for k in list(arrays):
                 if arrays[k].dtype == object:
                     arrays[k] = arrays[k].astype(str)
-            np.savez(tmp / "split.npz", **arrays)
+            _savez_deterministic(tmp / "split.npz", arrays)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str))
             if directory.exists():
                 shutil.rmtree(directory)

@@ -170,13 +170,16 @@ def load_split(
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             pass
     df = spec.read_raw(raw_dir)
-    split = make_split(
-        df,
-        spec.protocol,
-        seed=seed,
-        dataset=spec.name,
-        extra_meta={"source": spec.source, "options": spec.options, "cache_key": key},
-    )
+    try:
+        split = make_split(
+            df,
+            spec.protocol,
+            seed=seed,
+            dataset=spec.name,
+            extra_meta={"source": spec.source, "options": spec.options, "cache_key": key},
+        )
+    except ValueError as exc:  # too few users for the filters / held-out users: user-fixable
+        raise DatasetError(str(exc)) from exc
     split.save(cached)
     return split
 

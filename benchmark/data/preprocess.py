@@ -38,7 +38,7 @@ class Protocol:
     min_rating: float | None = 3.5  # keep rating > min_rating; None keeps every row
     min_item_users: int = 0  # items with fewer users are dropped first
     min_user_items: int = 5  # then users with fewer items
-    n_heldout: int = 10_000  # validation users = test users = n_heldout
+    n_heldout: int | None = 10_000  # validation users = test users = n_heldout (None: 10% each)
     test_prop: float = 0.2
     min_items_for_holdout: int = 5
 
@@ -124,7 +124,7 @@ def make_split(
     user_ids = np.sort(df["user"].unique())  # groupby(...).size().index is sorted
     n_users = len(user_ids)
     n_items_filtered = int(df["item"].nunique())
-    n_h = protocol.n_heldout
+    n_h = protocol.n_heldout if protocol.n_heldout is not None else max(1, n_users // 10)
     if n_users < 2 * n_h + 1:
         raise ValueError(
             f"{dataset}: {n_users} users remain after filtering, too few for {n_h} validation "
