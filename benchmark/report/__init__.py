@@ -1,0 +1,90 @@
+"""Paper-style reports from a results folder: tables, significance, figures, one web page.
+
+``build_report(results_dir, out_dir)`` reads only ``results.jsonl`` and the per-user arrays
+beside it (so it works for any model, plugins included) and writes::
+
+    out_dir/
+      tables.md        the paper's Table 2 per dataset (mean (s.e.), best in bold, published
+                       rows with differences), significance against Mult-VAE, provenance
+      tables.tex       the result and significance tables for LaTeX (booktabs)
+      index.html       one self-contained page: tables, figures (embedded), provenance
+      figures/*.png    the figures, and the same as *.svg
+      report.json      what is in the report (table keys, figure files, warnings)
+
+The same results give byte-identical ``tables.md`` and ``tables.tex``. Problems in the
+results (a corrupt line, missing metrics or arrays, one model only, no results at all) give
+a report of what is there plus warnings, in the outputs and via ``warnings.warn``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .figures import FigureInfo, make_figures
+from .html import render_html
+from .load import Notes, ReportData, ReportWarning, load_results
+from .stats import Significance, holm, paired_tests, significance
+from .tables import Table, build_tables, render_latex, render_markdown
+
+__all__ = [
+    "ReportWarning",
+    "build_report",
+    "holm",
+    "load_results",
+    "paired_tests",
+    "significance",
+]
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a text file atomically with ``\\n`` line ends."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def build_report(
+    results_dir: str | os.PathLike = "results",
+    out_dir: str | os.PathLike = "reports",
+    *,
+    figures: bool = True,
+) -> Path:
+    """Render the report of a results folder.
+
+    Args:
+        results_dir: folder with ``results.jsonl`` (and ``arrays/``, ``optuna.db``).
+        out_dir: where the report goes (created).
+        figures: draw the figures (PNG + SVG); False for tables only.
+
+    Returns:
+        the path of ``index.html``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    notes = Notes()
+    data: ReportData = load_results(results_dir, notes)
+    sig: Significance = significance(data)
+    tables: list[Table] = build_tables(data, sig)
+    fig_dir = out / "figures"
+    figs: list[FigureInfo] = make_figures(data, fig_dir) if figures else []
+    warns = list(notes.messages)
+    _write(out / "tables.md", render_markdown(data, tables, warns, figs))
+    _write(out / "tables.tex", render_latex(data, tables, warns))
+    index = out / "index.html"
+    _write(index, render_html(data, tables, figs, warns, fig_dir))
+    manifest = {
+        "tables": [{"key": t.key, "title": t.title, "rows": len(t.rows)} for t in tables],
+        "figures": [
+            {"key": f.key, "title": f.title, "png": f"figures/{f.png}", "svg": f"figures/{f.svg}"}
+            for f in figs
+        ],
+        "warnings": warns,
+        "rows_shown": len(data.rows),
+        "rows_superseded": len(data.superseded),
+        "datasets": data.datasets(),
+    }
+    _write(out / "report.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return index

@@ -1,0 +1,249 @@
+"""Read a results folder for the report: pick the rows to show, load per-user arrays, warn.
+
+Which rows are shown: the LAST row in ``results.jsonl`` (append order, i.e. the latest) for
+each (dataset, model, part, split hash). Older rows of the same key (reruns, other seeds)
+are counted as superseded and listed in the report. Rows on different splits of the same
+dataset are kept side by side and labelled with their split hash.
+
+Nothing here raises on bad input: unreadable lines, rows without the fields the report
+needs, missing metrics and missing or unreadable per-user arrays each become a warning
+(``warnings.warn`` with :class:`ReportWarning`, and a line in the report's warnings section).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..results import RESULTS_FILE, ResultStore
+
+TABLE_METRICS: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")
+METRIC_LABELS: dict[str, str] = {
+    "recall@20": "Recall@20",
+    "recall@50": "Recall@50",
+    "ndcg@100": "NDCG@100",
+}
+BASELINE = "multvae"
+#: Order of datasets in the report: the paper's first, then the rest alphabetically.
+PAPER_DATASETS = ("ml-20m", "netflix", "msd")
+
+
+class ReportWarning(UserWarning):
+    """Something in the results folder the report could not use as is."""
+
+
+@dataclass
+class Notes:
+    """Warnings collected while building a report (also emitted with ``warnings.warn``)."""
+
+    messages: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        if message not in self.messages:
+            self.messages.append(message)
+            warnings.warn(message, ReportWarning, stacklevel=3)
+
+
+def number(x: Any) -> float | None:
+    """A finite float, or None (missing, null, NaN, text)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+@dataclass
+class ReportData:
+    """The rows a report shows, and access to their per-user arrays.
+
+    Attributes:
+        results_dir: the results folder.
+        rows: selected rows (latest per dataset, model, part, split hash), in file order.
+        superseded: older rows of the same keys, not shown.
+        n_lines: rows read from ``results.jsonl`` (readable ones).
+        notes: the warnings.
+    """
+
+    results_dir: Path
+    rows: list[dict[str, Any]]
+    superseded: list[dict[str, Any]]
+    n_lines: int
+    notes: Notes
+    _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict)
+
+    # --- selections -----------------------------------------------------------------------
+    def datasets(self) -> list[str]:
+        names = {r["dataset"] for r in self.rows}
+        return [d for d in PAPER_DATASETS if d in names] + sorted(names - set(PAPER_DATASETS))
+
+    def part_rows(self, dataset: str, part: str = "test") -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["dataset"] == dataset and r["part"] == part]
+
+    def split_hashes(self, dataset: str, part: str = "test") -> list[str]:
+        """Split hashes of a dataset, the main one first (most models; ties: latest)."""
+        rows = self.part_rows(dataset, part)
+        stats: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            n, last = stats.get(r["split_hash"], (0, -1))
+            stats[r["split_hash"]] = (n + 1, max(last, r["_line"]))
+        return sorted(stats, key=lambda h: (-stats[h][0], -stats[h][1], h))
+
+    def main_split(self, dataset: str, part: str = "test") -> str | None:
+        hashes = self.split_hashes(dataset, part) or self.split_hashes(dataset, "valid")
+        return hashes[0] if hashes else None
+
+    def label(self, row: dict[str, Any]) -> str:
+        """Model name; with the split hash when the dataset has rows on several splits."""
+        if len(self.split_hashes(row["dataset"], row["part"])) > 1:
+            return f"{row['model']} [split {str(row['split_hash'])[:8]}]"
+        return str(row["model"])
+
+    def partner(self, row: dict[str, Any], part: str) -> dict[str, Any] | None:
+        """The row of the same dataset, model and split for another part."""
+        for r in self.rows:
+            if (r["dataset"], r["model"], r["split_hash"], r["part"]) == (
+                row["dataset"],
+                row["model"],
+                row["split_hash"],
+                part,
+            ):
+                return r
+        return None
+
+    # --- per-user arrays ------------------------------------------------------------------
+    def arrays(self, row: dict[str, Any]) -> dict[str, np.ndarray] | None:
+        """Per-user arrays of a row (metric -> (n_users,), ``users``, ``fold_in_size``).
+
+        Returns None, with a warning, when the file is missing or unreadable.
+        """
+        rid = str(row.get("id"))
+        if rid in self._arrays:
+            return self._arrays[rid]
+        rel = row.get("arrays") or f"arrays/{rid}.npz"
+        path = self.results_dir / str(rel)
+        out: dict[str, np.ndarray] | None = None
+        if not path.is_file():
+            self.notes.warn(
+                f"per-user arrays of {row['model']} on {row['dataset']} ({row['part']}) are "
+                f"missing ({rel}): it is left out of the significance tests and the "
+                f"activity-quintile figure"
+            )
+        else:
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    out = {k: np.asarray(z[k]) for k in z.files}
+            except Exception as exc:  # corrupt zip, truncated file, ...
+                self.notes.warn(
+                    f"per-user arrays of {row['model']} on {row['dataset']} ({row['part']}) "
+                    f"could not be read ({rel}: {type(exc).__name__}: {exc}); they are left out"
+                )
+        self._arrays[rid] = out
+        return out
+
+
+def _clean_row(row: dict[str, Any], lineno: int, notes: Notes) -> dict[str, Any] | None:
+    """Check the fields the report relies on; fill safe defaults; None if unusable."""
+    missing = [k for k in ("dataset", "model", "part") if not isinstance(row.get(k), str)]
+    if missing:
+        notes.warn(
+            f"{RESULTS_FILE} line {lineno}: a row without {', '.join(missing)} was skipped"
+        )
+        return None
+    if row["part"] not in ("valid", "test"):
+        notes.warn(
+            f"{RESULTS_FILE} line {lineno}: part {row['part']!r} of {row['model']} is neither "
+            f"'valid' nor 'test'; skipped"
+        )
+        return None
+    r = dict(row)
+    r["_line"] = lineno
+    r["split_hash"] = str(r.get("split_hash") or "unknown")
+    r.setdefault("id", f"line{lineno}")
+    for key in ("metrics", "sem"):
+        if not isinstance(r.get(key), dict):
+            if key == "metrics":
+                notes.warn(
+                    f"{RESULTS_FILE} line {lineno}: {r['model']} on {r['dataset']} "
+                    f"({r['part']}) has no metrics"
+                )
+            r[key] = {}
+    return r
+
+
+def load_results(results_dir: str | Path, notes: Notes | None = None) -> ReportData:
+    """Read and select the rows of a results folder (never raises on bad content).
+
+    Args:
+        results_dir: folder holding ``results.jsonl`` and ``arrays/``.
+        notes: where warnings go (a new collector when None).
+    """
+    notes = notes or Notes()
+    d = Path(results_dir)
+    store = ResultStore(d)
+    raw: list[tuple[int, dict[str, Any]]] = []
+    if not d.exists():
+        notes.warn(
+            f"results folder {d} does not exist: run `python -m benchmark run --models ... "
+            f"--dataset ... --results-dir {d}` first, or pass --results-dir"
+        )
+    elif not store.path.exists():
+        notes.warn(
+            f"no {RESULTS_FILE} in {d}: run `python -m benchmark run ...` first, or pass the "
+            f"folder that holds it with --results-dir"
+        )
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = store.rows(warn=True)
+        for w in caught:
+            text = str(w.message)
+            text = text.replace(str(store.path), RESULTS_FILE)  # no machine paths in outputs
+            notes.warn(text)
+        # Line numbers of readable rows (ResultStore skips blank and corrupt lines).
+        lines = _readable_line_numbers(store.path)
+        if len(lines) != len(rows):  # should not happen; fall back to positions
+            lines = list(range(1, len(rows) + 1))
+        raw = list(zip(lines, rows, strict=True))
+        if not rows:
+            notes.warn(f"{d / RESULTS_FILE} has no readable result rows")
+    latest: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    superseded: list[dict[str, Any]] = []
+    for lineno, row in raw:
+        r = _clean_row(row, lineno, notes)
+        if r is None:
+            continue
+        key = (r["dataset"], r["model"], r["part"], r["split_hash"])
+        if key in latest:
+            superseded.append(latest[key])
+        latest[key] = r
+    selected = sorted(latest.values(), key=lambda r: r["_line"])
+    for r in selected:
+        absent = [m for m in TABLE_METRICS if number(r["metrics"].get(m)) is None]
+        if absent and r["metrics"]:
+            notes.warn(
+                f"{r['model']} on {r['dataset']} ({r['part']}) has no value for "
+                f"{', '.join(absent)}; shown as '-'"
+            )
+    return ReportData(d, selected, superseded, len(raw), notes)
+
+
+def _readable_line_numbers(path: Path) -> list[int]:
+    import json
+
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if isinstance(json.loads(line), dict):
+                    out.append(lineno)
+            except ValueError:
+                pass
+    return out

@@ -1,0 +1,278 @@
+"""Paired significance tests of every model against Mult-VAE on per-user metrics.
+
+Pairing: a model's test row is paired with the ``multvae`` test row of the same dataset and
+the SAME split hash, user by user, over the evaluated users both rows share (matched by
+their ``users`` arrays, the row indices of the held-out users). Rows on another split, or
+without per-user arrays, are not paired and the report says so.
+
+Tests: the paired t-test (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test
+(``scipy.stats.wilcoxon``, zero differences dropped), both two-sided. Holm's step-down
+correction is applied within one dataset and split, separately for each test, across all
+(model, metric) comparisons of that family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from .load import BASELINE, TABLE_METRICS, ReportData
+
+ALPHA = 0.05
+MARK_T = "\u2020"  # dagger: paired t-test, Holm-adjusted p < ALPHA
+MARK_W = "\u2021"  # double dagger: Wilcoxon signed-rank, Holm-adjusted p < ALPHA
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN counts as 1).
+
+    Args:
+        pvalues: (m,) raw p-values of one family of tests.
+
+    Returns:
+        (m,) adjusted p-values, in the input order: sorted ascending p_(1..m), the i-th is
+        ``max_{j<=i} min(1, (m - j + 1) p_(j))``.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    p = np.where(np.isnan(p), 1.0, p)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adj = np.maximum.accumulate(scaled)
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def match_users(a_users: np.ndarray, b_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the common users in two ``users`` arrays.
+
+    Args:
+        a_users: (n_a,) user row indices of one row's per-user arrays.
+        b_users: (n_b,) the same for the other row.
+
+    Returns:
+        (ia, ib): (n_common,) positions so that ``a_users[ia] == b_users[ib]``, by user.
+    """
+    _, ia, ib = np.intersect1d(np.asarray(a_users), np.asarray(b_users), return_indices=True)
+    return ia, ib
+
+
+@dataclass
+class PairedResult:
+    """Paired tests of ``x - y`` over users: t-test and Wilcoxon signed-rank."""
+
+    n: int
+    mean_diff: float
+    t_stat: float
+    t_p: float
+    w_stat: float
+    w_p: float
+
+
+def paired_tests(x: np.ndarray, y: np.ndarray) -> PairedResult:
+    """Two-sided paired t-test and Wilcoxon signed-rank test of x against y.
+
+    Args:
+        x: (n,) per-user metric of a model.
+        y: (n,) per-user metric of the baseline for the same users, in the same order.
+
+    Returns:
+        the statistics and raw p-values; p is NaN when a test is undefined (fewer than 2
+        users, or a zero-variance difference for the t-test) and 1.0 for Wilcoxon when
+        every difference is zero.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = int(len(x))
+    d = x - y
+    mean_diff = float(d.mean()) if n else float("nan")
+    t_stat = t_p = w_stat = w_p = float("nan")
+    if n >= 2:
+        with np.errstate(all="ignore"):
+            t = stats.ttest_rel(x, y)
+        t_stat, t_p = float(t.statistic), float(t.pvalue)
+        if not np.any(d != 0):
+            w_stat, w_p = 0.0, 1.0
+        else:
+            try:
+                w = stats.wilcoxon(x, y)
+                w_stat, w_p = float(w.statistic), float(w.pvalue)
+            except ValueError:
+                pass
+    return PairedResult(n, mean_diff, t_stat, t_p, w_stat, w_p)
+
+
+@dataclass
+class Comparison:
+    """One model x metric against the baseline on one dataset and split."""
+
+    dataset: str
+    split_hash: str
+    model: str
+    label: str
+    metric: str
+    row_id: str
+    baseline_id: str | None
+    paired: bool
+    reason: str = ""
+    result: PairedResult | None = None
+    t_p_holm: float = float("nan")
+    w_p_holm: float = float("nan")
+    n_model: int = 0
+    n_baseline: int = 0
+
+    @property
+    def marks(self) -> str:
+        m = ""
+        if self.paired and self.t_p_holm < ALPHA:
+            m += MARK_T
+        if self.paired and self.w_p_holm < ALPHA:
+            m += MARK_W
+        return m
+
+
+@dataclass
+class Significance:
+    """All comparisons of a report, plus lookup of table marks."""
+
+    comparisons: list[Comparison] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # dataset -> remarks
+
+    def marks(self, row: dict[str, Any], metric: str) -> str:
+        for c in self.comparisons:
+            if c.row_id == str(row.get("id")) and c.metric == metric:
+                return c.marks
+        return ""
+
+    def for_dataset(self, dataset: str) -> list[Comparison]:
+        return [c for c in self.comparisons if c.dataset == dataset]
+
+
+def significance(
+    data: ReportData,
+    *,
+    baseline: str = BASELINE,
+    part: str = "test",
+    metrics: Sequence[str] = TABLE_METRICS,
+) -> Significance:
+    """Pair every model with ``baseline`` per dataset and split; test; Holm-correct."""
+    out = Significance()
+    for dataset in data.datasets():
+        rows = data.part_rows(dataset, part)
+        remarks = out.notes.setdefault(dataset, [])
+        models = sorted({r["model"] for r in rows})
+        if len(models) == 1:
+            data.notes.warn(
+                f"{dataset}: only one model ({models[0]}) has {part} results, so there is "
+                f"nothing to compare it with and no significance test; run more models"
+            )
+            continue
+        bases = {r["split_hash"]: r for r in rows if r["model"] == baseline}
+        if not bases:
+            if rows:
+                remarks.append(
+                    f"no {baseline} {part} row on {dataset}: nothing to test against, so no "
+                    f"significance marks"
+                )
+            continue
+        for split_hash in data.split_hashes(dataset, part):
+            family: list[Comparison] = []
+            base = bases.get(split_hash)
+            for r in rows:
+                if r["split_hash"] != split_hash or r["model"] == baseline:
+                    continue
+                family += _compare(data, r, base, baseline, metrics)
+            _holm_family(family)
+            out.comparisons += family
+    return out
+
+
+def _compare(
+    data: ReportData,
+    row: dict[str, Any],
+    base: dict[str, Any] | None,
+    baseline: str,
+    metrics: Sequence[str],
+) -> list[Comparison]:
+    common = dict(
+        dataset=row["dataset"],
+        split_hash=row["split_hash"],
+        model=row["model"],
+        label=data.label(row),
+        row_id=str(row.get("id")),
+        baseline_id=str(base.get("id")) if base else None,
+    )
+    if base is None:
+        reason = f"not paired: no {baseline} row on split {row['split_hash'][:8]}"
+        return [Comparison(metric=m, paired=False, reason=reason, **common) for m in metrics]
+    a, b = data.arrays(row), data.arrays(base)
+    if a is None or b is None:
+        who = row["model"] if a is None else baseline
+        reason = f"not paired: no per-user arrays for {who}"
+        return [Comparison(metric=m, paired=False, reason=reason, **common) for m in metrics]
+    if "users" not in a or "users" not in b:
+        reason = "not paired: per-user arrays lack 'users'"
+        return [Comparison(metric=m, paired=False, reason=reason, **common) for m in metrics]
+    ia, ib = match_users(a["users"], b["users"])
+    out = []
+    for m in metrics:
+        if m not in a or m not in b:
+            out.append(
+                Comparison(metric=m, paired=False, reason=f"not paired: no per-user {m}", **common)
+            )
+            continue
+        if len(ia) < 2:
+            out.append(
+                Comparison(metric=m, paired=False, reason="not paired: fewer than 2 common users", **common)
+            )
+            continue
+        res = paired_tests(np.asarray(a[m])[ia], np.asarray(b[m])[ib])
+        reason = "paired"
+        if len(ia) < max(len(a["users"]), len(b["users"])):
+            reason = "paired on the common users only"
+        out.append(
+            Comparison(
+                metric=m,
+                paired=True,
+                reason=reason,
+                result=res,
+                n_model=len(a["users"]),
+                n_baseline=len(b["users"]),
+                **common,
+            )
+        )
+    return out
+
+
+def _holm_family(family: list[Comparison]) -> None:
+    tested = [c for c in family if c.paired and c.result is not None]
+    if not tested:
+        return
+    t_adj = holm([c.result.t_p for c in tested])
+    w_adj = holm([c.result.w_p for c in tested])
+    for c, tp, wp in zip(tested, t_adj, w_adj, strict=True):
+        c.t_p_holm, c.w_p_holm = float(tp), float(wp)
+
+
+def quintile_groups(fold_in_size: np.ndarray, users: np.ndarray, n_groups: int = 5) -> list[np.ndarray]:
+    """Split users into equal-sized activity groups by fold-in size (least active first).
+
+    Args:
+        fold_in_size: (n,) fold-in items per evaluated user.
+        users: (n,) their user indices (ties in activity are broken by user index).
+        n_groups: how many groups (5: quintiles).
+
+    Returns:
+        ``n_groups`` arrays of positions into the per-user arrays.
+    """
+    order = np.lexsort((np.asarray(users), np.asarray(fold_in_size)))
+    return [g for g in np.array_split(order, n_groups)]

@@ -1,0 +1,648 @@
+"""The report's tables as plain objects, and their Markdown and LaTeX (booktabs) renderings.
+
+Every table is built once as a :class:`Table` (cells with bold and significance marks) and
+rendered three ways (Markdown and LaTeX here, HTML in :mod:`benchmark.report.html`), so the
+three outputs always agree. Rendering is a pure function of the results: no dates, paths or
+dictionary-order effects, so the same results give byte-identical ``tables.md``/``tables.tex``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..reference import MODEL_TO_METHOD, load_published, published_for, source_label
+from .load import BASELINE, METRIC_LABELS, RESULTS_FILE, TABLE_METRICS, ReportData, number
+from .stats import ALPHA, MARK_T, MARK_W, Significance
+
+DASH = "-"
+
+
+# --- value formatting -------------------------------------------------------------------------
+def fmt(x: Any, digits: int = 4) -> str:
+    v = number(x)
+    return DASH if v is None else f"{v:.{digits}f}"
+
+
+def fmt_diff(x: float | None, digits: int = 4) -> str:
+    if x is None:
+        return DASH
+    s = f"{x:+.{digits}f}"
+    return "+" + s[1:] if float(s) == 0 else s  # never "-0.0000"
+
+
+def fmt_p(p: float | None) -> str:
+    v = number(p)
+    if v is None:
+        return "n/a"
+    return f"{v:.1e}" if v < 1e-4 else f"{v:.4f}"
+
+
+def fmt_pub(x: Any) -> str:
+    """A published number with the digits it was printed with (at least three decimals)."""
+    v = number(x)
+    if v is None:
+        return DASH
+    return f"{v:.3f}" if round(v, 3) == v else f"{v:g}"
+
+
+def fmt_seconds(x: Any) -> str:
+    v = number(x)
+    if v is None:
+        return DASH
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def fmt_int(x: Any) -> str:
+    v = number(x)
+    return DASH if v is None else f"{int(v):,}"
+
+
+def compact_json(x: Any) -> str:
+    return json.dumps(x, sort_keys=True, separators=(", ", ": "), default=str)
+
+
+# --- table model ------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    """One table cell: main text, an optional smaller second part, bold, marks."""
+
+    text: str
+    sub: str = ""
+    bold: bool = False
+    marks: str = ""
+    code: bool = False
+
+
+@dataclass
+class Row:
+    cells: list[Cell]
+    section: str = ""  # when set: a full-width section label row (cells ignored)
+    muted: bool = False  # reference rows (published numbers)
+
+
+@dataclass
+class Table:
+    """A rendered-agnostic table. ``key`` is its id in the HTML page and in ``report.json``."""
+
+    key: str
+    title: str
+    header: list[str]
+    rows: list[Row]
+    caption: str = ""
+    align: str = ""  # one letter per column: l / r / c
+    notes: list[str] = field(default_factory=list)
+    latex: bool = True  # also in tables.tex
+
+    def __post_init__(self) -> None:
+        if not self.align:
+            self.align = "l" + "r" * (len(self.header) - 1)
+
+
+def _cell(x: Any) -> Cell:
+    return x if isinstance(x, Cell) else Cell(str(x))
+
+
+# --- builders ---------------------------------------------------------------------------------
+def _ours_by_model(data: ReportData, dataset: str) -> dict[str, dict[str, Any]]:
+    """Our test row of each model on the dataset's main split (for differences)."""
+    main = data.main_split(dataset)
+    return {r["model"]: r for r in data.part_rows(dataset) if r["split_hash"] == main}
+
+
+def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
+    """The paper's Table 2 block for one dataset: our models, then the published rows."""
+    rows = data.part_rows(dataset, "test")
+
+    def sort_key(r: dict[str, Any]) -> tuple:
+        v = number(r["metrics"].get("ndcg@100"))
+        return (v is None, -(v or 0.0), data.label(r))
+
+    rows = sorted(rows, key=sort_key)
+    best = {}
+    for m in TABLE_METRICS:
+        vals = [round(v, 4) for r in rows if (v := number(r["metrics"].get(m))) is not None]
+        best[m] = max(vals) if vals else None
+    out: list[Row] = []
+    for r in rows:
+        cells = [Cell(data.label(r))]
+        for m in TABLE_METRICS:
+            v = number(r["metrics"].get(m))
+            se = number(r["sem"].get(m))
+            if v is None:
+                cells.append(Cell(DASH))
+                continue
+            cells.append(
+                Cell(
+                    fmt(v),
+                    sub=f"({fmt(se)})" if se is not None else "",
+                    bold=round(v, 4) == best[m] and len(rows) > 1,
+                    marks=sig.marks(r, m),
+                )
+            )
+        out.append(Row(cells))
+    ours = _ours_by_model(data, dataset)
+    published = [e for e in published_for(dataset) if not e.get("only_if_run") or e.get("model") in ours]
+    if published:
+        out.append(Row([], section="Published, same protocol and metric code (Δ = ours - published)"))
+        for e in published:
+            label = f"{e['method']}, {source_label(e)}"
+            cells = [Cell(label)]
+            mine = ours.get(e.get("model") or "")
+            for m in TABLE_METRICS:
+                v = number(e.get(m))
+                if v is None:
+                    cells.append(Cell(e.get("note") or DASH))
+                    continue
+                text = f"~{v:g}" if e.get("note") == "about" else fmt_pub(v)
+                mv = number(mine["metrics"].get(m)) if mine else None
+                cells.append(Cell(text, sub=f"(Δ {fmt_diff(mv - v)})" if mv is not None else ""))
+            out.append(Row(cells, muted=True))
+    caption = _results_caption(data, sig, dataset, rows, bool(published))
+    notes = [
+        f"Mean (standard error) over test users; best of our rows in bold per column. "
+        f"{MARK_T}: paired t-test, {MARK_W}: Wilcoxon signed-rank test, each against "
+        f"{BASELINE} on the same users, Holm-adjusted p < {ALPHA} (see the significance table)."
+    ]
+    if published:
+        mapped = sorted(
+            {m for m in ours if m in MODEL_TO_METHOD and any(e.get("model") == m for e in published)}
+        )
+        notes.append(
+            "Published rows: "
+            + (
+                "Δ is given for " + ", ".join(f"{m} = {MODEL_TO_METHOD[m]}" for m in mapped) + ". "
+                if mapped
+                else "no model of ours maps to a published row. "
+            )
+            + "Tags: [V] checked against the authors' code output, [P] as printed in the paper."
+        )
+    return Table(
+        key=f"table2-{slug(dataset)}",
+        title=f"Table 2: {dataset}, test users",
+        header=["Model"] + [METRIC_LABELS[m] for m in TABLE_METRICS],
+        rows=out,
+        caption=caption,
+        notes=notes,
+    )
+
+
+def _results_caption(
+    data: ReportData, sig: Significance, dataset: str, rows: list[dict[str, Any]], published: bool
+) -> str:
+    parts = []
+    users = sorted({(r.get("n_users"), r.get("n_excluded")) for r in rows}, key=str)
+    if len(users) == 1 and number(users[0][0]) is not None:
+        n, ex = users[0]
+        parts.append(
+            f"{fmt_int(n)} test users with held-out items"
+            + (f" ({fmt_int(ex)} without were excluded)" if number(ex) else "")
+        )
+    elif rows:
+        parts.append("the number of test users differs between rows (see Runs)")
+    hashes = data.split_hashes(dataset)
+    if len(hashes) == 1:
+        parts.append(f"split {hashes[0][:8]}")
+    elif hashes:
+        parts.append(f"{len(hashes)} splits: " + ", ".join(h[:8] for h in hashes))
+    if not published:
+        parts.append("no published numbers exist for this dataset on the paper's protocol")
+    return "; ".join(parts) + "." if parts else ""
+
+
+def significance_table(data: ReportData, sig: Significance, dataset: str) -> Table | None:
+    comps = sig.for_dataset(dataset)
+    remarks = list(sig.notes.get(dataset, []))
+    if not comps and not remarks:
+        return None
+    rows: list[Row] = []
+    seen_unpaired: set[str] = set()
+    for c in comps:
+        if not c.paired:
+            if c.row_id in seen_unpaired:
+                continue
+            seen_unpaired.add(c.row_id)
+            rows.append(Row([Cell(c.label), Cell("all"), Cell(c.reason), Cell(DASH), Cell(DASH), Cell(DASH)]))
+            continue
+        r = c.result
+        assert r is not None
+        rows.append(
+            Row(
+                [
+                    Cell(c.label),
+                    Cell(METRIC_LABELS.get(c.metric, c.metric)),
+                    Cell(fmt_int(r.n)),
+                    Cell(fmt_diff(r.mean_diff)),
+                    Cell(fmt_p(r.t_p), sub=f"({fmt_p(c.t_p_holm)})", marks=MARK_T if c.t_p_holm < ALPHA else ""),
+                    Cell(fmt_p(r.w_p), sub=f"({fmt_p(c.w_p_holm)})", marks=MARK_W if c.w_p_holm < ALPHA else ""),
+                ]
+            )
+        )
+    paired = sorted({c.label for c in comps if c.paired})
+    unpaired = sorted({f"{c.label} ({c.reason})" for c in comps if not c.paired})
+    partial = sorted({c.label for c in comps if c.reason == "paired on the common users only"})
+    notes = [
+        f"Each model's test row against the {BASELINE} test row of the same split hash, user by "
+        f"user (users matched by their row index in the held-out set). Δ mean = model - {BASELINE}. "
+        f"p: raw two-sided p-value, in parentheses Holm-adjusted over all comparisons of this "
+        f"dataset and split, separately per test; {MARK_T} / {MARK_W}: adjusted p < {ALPHA}."
+    ]
+    if paired:
+        notes.append("Paired: " + ", ".join(paired) + ".")
+    if partial:
+        notes.append("Paired on their common users only (different evaluated users): " + ", ".join(partial) + ".")
+    if unpaired:
+        notes.append("Not paired: " + "; ".join(unpaired) + ".")
+    notes += remarks
+    return Table(
+        key=f"significance-{slug(dataset)}",
+        title=f"Significance against {BASELINE}: {dataset}",
+        header=["Model", "Metric", "Users paired", "Δ mean", "t-test p (Holm)", "Wilcoxon p (Holm)"],
+        rows=rows,
+        align="llrrrr",
+        notes=notes,
+    )
+
+
+def tuning_summary(t: dict[str, Any]) -> dict[str, Any]:
+    """Normalise the tuning record of a row (its fields vary with the tuner's version)."""
+    trials = t.get("trials") if isinstance(t.get("trials"), dict) else {}
+
+    def count(*names: str) -> Any:
+        for n in names:
+            for src in (trials, t):
+                if n in src and number(src[n]) is not None:
+                    return src[n]
+        return None
+
+    best = t.get("best_params", t.get("best", t.get("params")))
+    return {
+        "complete": count("complete", "n_complete", "completed"),
+        "pruned": count("pruned", "n_pruned"),
+        "failed": count("failed", "n_failed", "fail"),
+        "seconds": count("seconds", "tuning_seconds", "duration"),
+        "best_value": count("best_value", "value"),
+        "best_params": best if isinstance(best, dict) else None,
+        "study": t.get("study") or t.get("study_name"),
+    }
+
+
+def tuning_table(data: ReportData) -> Table | None:
+    rows = []
+    for r in data.rows:
+        t = r.get("tuning")
+        if r["part"] != "test" or not isinstance(t, dict):
+            continue
+        s = tuning_summary(t)
+        rows.append(
+            Row(
+                [
+                    Cell(r["dataset"]),
+                    Cell(data.label(r)),
+                    Cell(f"{fmt_int(s['complete'])} / {fmt_int(s['pruned'])} / {fmt_int(s['failed'])}"),
+                    Cell(fmt_seconds(s["seconds"])),
+                    Cell(fmt(s["best_value"])),
+                    Cell(compact_json(s["best_params"]) if s["best_params"] is not None else DASH, code=True),
+                ]
+            )
+        )
+    if not rows:
+        return None
+    return Table(
+        key="tuning",
+        title="Tuning",
+        header=["Dataset", "Model", "Trials (complete / pruned / failed)", "Seconds", "Best valid NDCG@100", "Best parameters"],
+        rows=rows,
+        align="llrrrl",
+        notes=["Optuna studies on validation NDCG@100; test users are never seen by tuning."],
+        latex=False,
+    )
+
+
+def runs_table(data: ReportData) -> Table | None:
+    """Provenance: one line per dataset x model x split (test row, with its valid partner)."""
+    rows = []
+    done = set()
+    for r in sorted(data.rows, key=lambda r: (data.datasets().index(r["dataset"]), r["_line"])):
+        key = (r["dataset"], r["model"], r["split_hash"])
+        if key in done:
+            continue
+        done.add(key)
+        test = r if r["part"] == "test" else data.partner(r, "test")
+        valid = r if r["part"] == "valid" else data.partner(r, "valid")
+        main = test or valid
+        assert main is not None
+        commit = main.get("git_commit")
+        rows.append(
+            Row(
+                [
+                    Cell(r["dataset"]),
+                    Cell(str(r["model"])),
+                    Cell(f"{r['split_hash'][:8]}" + (f" (seed {main['split_seed']})" if main.get("split_seed") is not None else "")),
+                    Cell(str(main.get("seed", DASH))),
+                    Cell(fmt(valid["metrics"].get("ndcg@100")) if valid else DASH),
+                    Cell(fmt(test["metrics"].get("ndcg@100")) if test else DASH),
+                    Cell(fmt_seconds(main.get("fit_seconds"))),
+                    Cell(fmt_seconds(test.get("score_seconds")) if test else DASH),
+                    Cell(str(main.get("device", DASH))),
+                    Cell(
+                        f"{fmt_int(test.get('n_users'))} ({fmt_int(test.get('n_excluded'))})" if test else DASH
+                    ),
+                    Cell(str(commit)[:10] if commit else DASH, code=bool(commit)),
+                    Cell(str(main.get("timestamp", DASH))),
+                ]
+            )
+        )
+    if not rows:
+        return None
+    return Table(
+        key="runs",
+        title="Runs (provenance)",
+        header=[
+            "Dataset", "Model", "Split (seed)", "Seed", "Valid NDCG@100", "Test NDCG@100",
+            "Fit s", "Score s", "Device", "Test users (excl.)", "Commit", "Time",
+        ],
+        rows=rows,
+        align="lllrrrrrlrll",
+        notes=[
+            "Fit s: wall time of fit (training users, best epoch on validation); Score s: "
+            "scoring and metrics on the test users. Users excluded have no held-out items."
+        ],
+        latex=False,
+    )
+
+
+def params_table(data: ReportData) -> Table | None:
+    rows = []
+    seen = set()
+    for r in data.rows:
+        key = (r["dataset"], r["model"], r["split_hash"])
+        if key in seen:
+            continue
+        seen.add(key)
+        p = r.get("params")
+        rows.append(Row([Cell(r["dataset"]), Cell(data.label(r)), Cell(compact_json(p) if p else "{}", code=True)]))
+    if not rows:
+        return None
+    return Table(key="params", title="Parameters", header=["Dataset", "Model", "Parameters"], rows=rows, align="lll", latex=False)
+
+
+def environment_table(data: ReportData) -> Table | None:
+    if not data.rows:
+        return None
+
+    def uniq(key: str, render) -> str:
+        vals = sorted({render(r.get(key)) for r in data.rows if r.get(key) not in (None, "", {})})
+        return "; ".join(vals) if vals else DASH
+
+    versions = uniq("versions", lambda v: ", ".join(f"{k} {v[k]}" for k in sorted(v)) if isinstance(v, dict) else str(v))
+    hardware = uniq("hardware", lambda v: ", ".join(f"{k}: {v[k]}" for k in sorted(v)) if isinstance(v, dict) else str(v))
+    seeds = sorted({str(r.get("seed")) for r in data.rows if r.get("seed") is not None})
+    splits = sorted({f"{r['dataset']} {r['split_hash'][:16]}" + (f" (seed {r['split_seed']})" if r.get("split_seed") is not None else "") for r in data.rows})
+    stamps = sorted(str(r["timestamp"]) for r in data.rows if r.get("timestamp"))
+    fit_total = sum(number(r.get("fit_seconds")) or 0.0 for r in data.rows if r["part"] == "test")
+    items = [
+        ("Datasets and split hashes", "; ".join(splits)),
+        ("Model seeds", ", ".join(seeds) or DASH),
+        ("Versions", versions),
+        ("Git commits", uniq("git_commit", str)),
+        ("Hardware", hardware),
+        ("Devices", uniq("device", str)),
+        ("Runs between", f"{stamps[0]} and {stamps[-1]}" if stamps else DASH),
+        ("Total fit time", f"{fmt_seconds(fit_total)} s"),
+    ]
+    return Table(
+        key="environment",
+        title="Environment",
+        header=["", ""],
+        rows=[Row([Cell(k), Cell(v)]) for k, v in items],
+        align="ll",
+        latex=False,
+    )
+
+
+def sources_list(data: ReportData) -> list[str]:
+    """Citations of the published sources shown in the tables."""
+    ref = load_published()
+    src = ref["sources"]
+    shown = set()
+    for d in data.datasets():
+        ours = _ours_by_model(data, d)
+        shown |= {
+            e["source"] for e in published_for(d) if not e.get("only_if_run") or e.get("model") in ours
+        }
+    used = [s for s in dict.fromkeys(e["source"] for e in ref["entries"]) if s in shown]
+    return [f"{src[s]['short']}: {src[s]['citation']} ({src[s]['where']})" for s in used if s in src]
+
+
+def build_tables(data: ReportData, sig: Significance) -> list[Table]:
+    tables: list[Table] = []
+    for d in data.datasets():
+        if data.part_rows(d, "test"):
+            tables.append(results_table(data, sig, d))
+        t = significance_table(data, sig, d)
+        if t:
+            tables.append(t)
+    for builder in (tuning_table, runs_table, params_table, environment_table):
+        t = builder(data)
+        if t:
+            tables.append(t)
+    return tables
+
+
+def slug(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.")
+    return s or "dataset"
+
+
+def summary_lines(data: ReportData) -> list[str]:
+    """What the report is made of (rows read, shown, superseded)."""
+    lines = [
+        f"{data.n_lines} rows read from {RESULTS_FILE}; shown: the latest row (the last in the "
+        f"file) per dataset, model, part and split hash: {len(data.rows)} rows."
+    ]
+    if data.superseded:
+        old = sorted(
+            f"{r['model']} on {r['dataset']} ({r['part']}, seed {r.get('seed', '?')}, line {r['_line']})"
+            for r in data.superseded
+        )
+        lines.append(
+            f"{len(data.superseded)} older rows were superseded by a later row of the same key "
+            f"(reruns or other seeds) and are not shown: " + "; ".join(old) + "."
+        )
+    for d in data.datasets():
+        hashes = data.split_hashes(d) or data.split_hashes(d, "valid")
+        if len(hashes) > 1:
+            lines.append(
+                f"{d} has rows on {len(hashes)} different splits ({', '.join(h[:8] for h in hashes)}); "
+                f"they are labelled with their split and only rows of the same split are paired; "
+                f"figures use the split with the most models ({hashes[0][:8]})."
+            )
+        if not data.part_rows(d, "test"):
+            lines.append(f"{d} has validation rows only (no test row yet).")
+    return lines
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+def _md_text(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def _md_cell(c: Cell) -> str:
+    text = _md_text(c.text)
+    if c.code and text != DASH:
+        text = f"`{text}`"
+    if c.bold:
+        text = f"**{text}**"
+    text += c.marks
+    if c.sub:
+        text += f" {_md_text(c.sub)}"
+    return text
+
+
+def table_markdown(t: Table) -> str:
+    out = [f"### {t.title}", ""]
+    if t.caption:
+        out += [t.caption, ""]
+    header = t.header if any(t.header) else [" "] * len(t.header)
+    out.append("| " + " | ".join(_md_text(h) for h in header) + " |")
+    spec = {"l": ":---", "r": "---:", "c": ":---:"}
+    out.append("|" + "|".join(spec[a] for a in t.align) + "|")
+    for r in t.rows:
+        if r.section:
+            out.append("| *" + _md_text(r.section) + "*" + " |" * len(t.header))
+        else:
+            cells = [_md_cell(_cell(c)) for c in r.cells]
+            if r.muted:
+                cells[0] = f"*{cells[0]}*"
+            out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    for n in t.notes:
+        out += [n, ""]
+    return "\n".join(out)
+
+
+def render_markdown(data: ReportData, tables: list[Table], warnings: list[str], figures: list[Any] | None = None) -> str:
+    out = ["# Benchmark report", ""]
+    out += [line + "\n" for line in summary_lines(data)]
+    if warnings:
+        out += ["## Warnings", ""]
+        out += [f"- {_md_text(w)}" for w in warnings]
+        out.append("")
+    if not data.rows:
+        out += ["No results to report.", ""]
+    results = [t for t in tables if t.latex]
+    if results:
+        out += ["## Results", ""] + [table_markdown(t) for t in results]
+    if figures:
+        out += ["## Figures", ""]
+        for f in figures:
+            out += [f"![{f.title}](figures/{f.png})", "", f"*{f.title}.* {f.caption}", ""]
+    prov = [t for t in tables if not t.latex]
+    if prov:
+        out += ["## Provenance", ""] + [table_markdown(t) for t in prov]
+    srcs = sources_list(data)
+    if srcs:
+        out += ["## Sources of the published numbers", ""]
+        out += [f"- {s}" for s in srcs]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --- LaTeX --------------------------------------------------------------------------------------
+_TEX_SPECIAL = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    MARK_T: r"\textsuperscript{\dag}",
+    MARK_W: r"\textsuperscript{\ddag}",
+    "Δ": r"\ensuremath{\Delta}",
+    "±": r"\ensuremath{\pm}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
+
+
+def tex(s: str) -> str:
+    """Escape text for LaTeX; ``Name^XY`` becomes ``Name\\textsuperscript{XY}``."""
+    parts = re.split(r"\^([A-Za-z]+)", str(s))
+    out = []
+    for i, p in enumerate(parts):
+        if i % 2:
+            out.append(r"\textsuperscript{" + p + "}")
+        else:
+            out.append("".join(_TEX_SPECIAL.get(ch, ch) for ch in p))
+    # a minus sign before a number (not the hyphen of "ml-20m")
+    return re.sub(r"(?<![\w.])-(?=\d)", r"\\ensuremath{-}", "".join(out))
+
+
+def _tex_cell(c: Cell) -> str:
+    text = tex(c.text)
+    if c.code and c.text != DASH:
+        text = r"\texttt{" + text + "}"
+    if c.bold:
+        text = r"\textbf{" + text + "}"
+    if c.marks:
+        text += r"\textsuperscript{" + c.marks.replace(MARK_T, r"\dag").replace(MARK_W, r"\ddag") + "}"
+    if c.sub:
+        text += r" {\scriptsize " + tex(c.sub) + "}"
+    return text
+
+
+def table_latex(t: Table) -> str:
+    n = len(t.header)
+    cap = tex(t.title) + (". " + tex(t.caption) if t.caption else "")
+    out = [
+        r"\begin{table}[htbp]",
+        r"\centering",
+        r"\small",
+        r"\caption{" + cap + "}",
+        r"\label{tab:" + t.key + "}",
+        r"\begin{tabular}{" + t.align + "}",
+        r"\toprule",
+        " & ".join(tex(h) for h in t.header) + r" \\",
+        r"\midrule",
+    ]
+    for r in t.rows:
+        if r.section:
+            out.append(r"\midrule")
+            out.append(r"\multicolumn{" + str(n) + "}{l}{\\emph{" + tex(r.section) + r"}} \\")
+        else:
+            cells = [_tex_cell(_cell(c)) for c in r.cells]
+            if r.muted:
+                cells[0] = r"\emph{" + cells[0] + "}"
+            out.append(" & ".join(cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    if t.notes:
+        out += [r"\par\smallskip", r"\parbox{\linewidth}{\footnotesize " + " ".join(tex(x) for x in t.notes) + "}"]
+    out += [r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def render_latex(data: ReportData, tables: list[Table], warnings: list[str]) -> str:
+    out = [
+        "% Benchmark report tables, generated by `python -m benchmark report`.",
+        "% Needs \\usepackage{booktabs} in the preamble.",
+    ]
+    out += ["% " + line for line in summary_lines(data)]
+    for w in warnings:
+        out.append("% WARNING: " + w.replace("\n", " "))
+    srcs = sources_list(data)
+    if srcs:
+        out.append("% Sources of the published numbers:")
+        out += ["%   " + s for s in srcs]
+    out.append("")
+    shown = [t for t in tables if t.latex]
+    if not shown:
+        out.append("% No results to report.")
+    out += [table_latex(t) for t in shown]
+    return "\n".join(out).rstrip("\n") + "\n"
