@@ -126,6 +126,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_params(items: list[str], names: list[str]) -> dict[str, dict]:
+    """``["multvae.anneal_cap=auto", "ease.lambda_=250"]`` -> {model: {param: value}}."""
+    out: dict[str, dict] = {}
+    for item in items:
+        target, eq, raw = item.partition("=")
+        model, dot, param = target.partition(".")
+        if not (eq and dot and model and param):
+            raise registry.UnknownModelError(
+                f"--param {item!r}: expected MODEL.NAME=VALUE, e.g. multvae.anneal_cap=0.3"
+            )
+        cls = registry.get(model)
+        if param not in cls._param_names():
+            raise registry.UnknownModelError(
+                f"--param {item!r}: {model} has no parameter {param!r}; it has "
+                f"{', '.join(cls._param_names()) or 'none'}"
+            )
+        if model not in names:
+            print(f"warning: --param {item} names {model}, which is not in --models", file=sys.stderr)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(model, {})[param] = value
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import RunConfig, format_table, maybe_report, run
 
@@ -144,6 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         storage=args.storage,
         force=args.force,
         progress=not args.no_progress,
+        params=parse_params(args.param, names),
     )
     s = split.stats()
     print(
@@ -228,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_opts(s)
     _add_data_args(s)
     s.add_argument("--trials", type=int, default=0, help="tune each model with N Optuna trials first")
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="MODEL.NAME=VALUE",
+        help="override a hyperparameter (repeatable), e.g. --param multvae.anneal_cap=auto "
+        "--param ease.lambda_=250; values are JSON (numbers, true/false, lists) or strings",
+    )
     s.add_argument("--force", action="store_true", help="rerun models whose results exist")
     s.add_argument("--no-report", action="store_true", help="do not render the report at the end")
     s.add_argument("--report-dir", default="reports", help="where the report goes (default ./reports)")
@@ -244,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=int, required=True, help="trials per model (in total, across workers)")
     s.add_argument("--study", default=None, help="study name (default: <dataset>-<model>-<split hash>)")
     s.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study")
+    s.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
+                   help="prune iterative models' poor trials by epoch (default median)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("report", help="render tables and figures from a results folder")

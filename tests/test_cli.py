@@ -86,3 +86,16 @@ def test_missing_raw_file_says_where_to_get_it(tmp_path):
     assert p.returncode == 2
     assert "u.data" in p.stderr and "ml-100k.zip" in p.stderr
     assert not any((tmp_path / "empty").rglob("*.npz"))
+
+
+def test_param_overrides_reach_the_model_and_bad_ones_exit_2(tmp_path):
+    args = ("run", "--models", "itemknn", "--dataset", "synthetic", "--data-dir", str(tmp_path / "d"),
+            "--results-dir", str(tmp_path / "r"), "--no-report", "--no-progress")
+    cli(*args, "--param", "itemknn.k=7", "--param", "itemknn.shrink=0.5", cwd=tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert {r["params"]["k"] for r in rows} == {7}
+    assert {r["params"]["shrink"] for r in rows} == {0.5}
+    p = cli(*args, "--param", "itemknn.nope=1", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "no parameter 'nope'" in p.stderr and "shrink" in p.stderr
+    p = cli(*args, "--param", "itemknn=1", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "MODEL.NAME=VALUE" in p.stderr
