@@ -35,6 +35,10 @@ def parse_metric(name: str) -> tuple[str, int]:
 def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores per row, best first; ties -> lower index first.
 
+    ``torch.topk`` (multi-threaded) picks the candidates; rows where the tie at the k-th
+    value continues past the cut (common with count scores such as popularity) are redone
+    exactly, so the result never depends on the order torch returns equal values in.
+
     Args:
         scores: (n, n_items) float array (-inf for excluded items).
         k: how many; clipped to n_items.
@@ -46,17 +50,46 @@ def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, m)
     if k == 0 or n == 0:
         return np.zeros((n, k), dtype=np.int64)
-    if k < m:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)  # k-th largest value
-        above = scores > kth[:, None]
-        equal = scores == kth[:, None]
-        need = k - above.sum(axis=1)  # how many ties at the threshold to keep
-        keep_eq = equal & (np.cumsum(equal, axis=1) <= need[:, None])
-        sel = above | keep_eq
-        cols = np.nonzero(sel)[1].reshape(n, k)  # ascending item index within each row
-    else:
+    if k == m:
+        return _topk_exact(scores, k)
+    import torch
+
+    kk = k + 1  # one past the cut, to see whether a tie crosses it
+    t = torch.from_numpy(np.ascontiguousarray(scores))
+    vals_t, idx_t = torch.topk(t, kk, dim=1, largest=True, sorted=True)
+    vals, idx = vals_t.numpy(), idx_t.numpy().astype(np.int64)
+    crossing = vals[:, k] == vals[:, k - 1]
+    top_v, top_i = vals[:, :k], idx[:, :k]
+    order = np.lexsort((top_i, -top_v), axis=1)  # by value desc, then index asc
+    out = np.take_along_axis(top_i, order, axis=1)
+    if crossing.any():
+        rows = np.flatnonzero(crossing)
+        out[rows] = _select_with_ties(scores[rows], vals[rows, k - 1], k)
+    return out
+
+
+def _topk_exact(scores: np.ndarray, k: int) -> np.ndarray:
+    """Reference top-k in NumPy with exact tie-breaking by the lower index."""
+    n, m = scores.shape
+    if k >= m:
         cols = np.broadcast_to(np.arange(m), (n, m)).copy()
+        order = np.argsort(-scores, axis=1, kind="stable")  # stable: ties keep ascending index
+        return np.take_along_axis(cols, order, axis=1)
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]  # the k-th largest value per row
+    return _select_with_ties(scores, kth, k)
+
+
+def _select_with_ties(scores: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
+    """Top-k given each row's k-th largest value: all above it, then the lowest-index ties."""
+    n = scores.shape[0]
+    r_a, c_a = np.nonzero(scores > kth[:, None])
+    need = k - np.bincount(r_a, minlength=n)  # ties to take at the threshold, per row
+    r_e, c_e = np.nonzero(scores == kth[:, None])  # row-major: ascending index within a row
+    rank = np.arange(len(r_e)) - np.searchsorted(r_e, np.arange(n))[r_e]
+    keep = rank < need[r_e]
+    r = np.concatenate([r_a, r_e[keep]])
+    c = np.concatenate([c_a, c_e[keep]])
+    cols = c[np.lexsort((c, r))].reshape(n, k)  # exactly k per row, ascending index
     vals = np.take_along_axis(scores, cols, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")  # stable: ties keep ascending index
     return np.take_along_axis(cols, order, axis=1)

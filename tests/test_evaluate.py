@@ -143,3 +143,17 @@ def test_parse_metric_rejects_unknown():
     assert parse_metric("ndcg@100") == ("ndcg", 100)
     with pytest.raises(ValueError, match="recall@K or ndcg@K"):
         parse_metric("map@10")
+
+
+def test_fast_topk_equals_a_full_stable_sort_with_and_without_ties():
+    from benchmark.evaluate import _topk_exact
+
+    rng = np.random.default_rng(3)
+    cont = rng.standard_normal((50, 300)).astype(np.float32)
+    counts = rng.integers(0, 6, (50, 300)).astype(np.float32)  # many ties, like popularity
+    counts[:, :40] = -np.inf  # masked fold-in items
+    for s in (cont, counts):
+        full = np.argsort(-s, axis=1, kind="stable")  # the definition: by score, then index
+        for k in (1, 20, 100, 299, 300, 500):
+            np.testing.assert_array_equal(topk_indices(s, k), full[:, :k])
+            np.testing.assert_array_equal(_topk_exact(s, min(k, 300)), full[:, :k])

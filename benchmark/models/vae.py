@@ -1,0 +1,764 @@
+"""The autoencoder family of Liang et al. 2018: Mult-VAE, Mult-DAE and their likelihoods.
+
+One implementation, two switches:
+
+- ``variational``: True is the VAE (encoder gives mu and log sigma^2, z = mu + eps * sigma
+  in training, z = mu at scoring, KL weight beta annealed); False is the DAE (no KL).
+- ``likelihood`` (per user u, x_u the binary click row, f_u the decoder output):
+  ``multinomial``  log p(x|z) = sum_i x_ui log softmax(f_u)_i
+  ``gaussian``     log p(x|z) = -sum_i c_ui / 2 (x_ui - f_ui)^2, c_ui = c1 if x_ui else c0
+  ``logistic``     log p(x|z) = sum_i x_ui log s(f_ui) + (1 - x_ui) log(1 - s(f_ui))
+
+Architecture (the paper's notation: VAE [I-600-200-600-I], DAE [I-200-I])::
+
+    x (sparse) -> L2-normalise row -> dropout on the non-zeros
+      -> [I x h1] tanh -> ... -> [hk x 2d] (mu, logvar)  (VAE; DAE: [hk x d] then tanh)
+      -> z -> [d x hk] tanh -> ... -> [h1 x I] -> f (dense logits, the only dense tensor)
+
+Loss per minibatch, as the reference notebook computes it::
+
+    mean_u(-log p(x_u|z_u)) + beta * mean_u KL(q(z|x_u) || N(0, I)) + weight_decay * sum ||W||^2
+
+where the sum runs over the weight matrices (not the biases): the notebook adds
+``2 * l2_regularizer(lam)`` = lam * sum W^2 to the loss, which is what ``weight_decay``
+means here (not Adam's decoupled or gradient-added decay, which would halve it).
+beta = min(anneal_cap, updates / total_anneal_steps), counted over minibatches across
+epochs and never reset; ``anneal_cap="auto"`` is the paper's search (anneal toward 1,
+take the beta of the best validation epoch, retrain annealing only up to it).
+
+Choices the paper and notebook leave open (documented, each a constructor parameter):
+Gaussian confidences c0 = 0.1, c1 = 1; the Gaussian and logistic variants start their
+output bias at each item's marginal (``bias_init="marginal"``), the multinomial ones at the
+notebook's near-zero init; ``epochs`` 200 (the paper's ML-20M count) with ``patience`` 30
+epochs of early stopping; torch's Adam, which differs from TensorFlow's only in where the
+1e-8 epsilon enters.
+
+Speed: the training matrix stays sparse (on the chosen device); each minibatch is a
+contiguous slice of a row-permuted CSR (no per-user Python loop); the first layer is an
+``embedding_bag`` whose per-sample weights carry the L2 normalisation and the dropout; the
+likelihood and its gradient are one fused autograd function that never densifies x.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from ..protocol import FitOptions, HeldOut, Recommender, available_cpus
+from ..registry import register
+from ..training import EpochStats, TrainingOutcome, resolve_epochs, run_epochs
+
+__all__ = [
+    "AutoEncoder",
+    "MultVAE",
+    "MultDAE",
+    "GaussianVAE",
+    "LogisticVAE",
+    "GaussianDAE",
+    "LogisticDAE",
+    "beta_schedule",
+    "log_likelihood",
+    "kl_divergence",
+]
+
+LIKELIHOODS = ("multinomial", "gaussian", "logistic")
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
+
+
+def beta_schedule(update: int, anneal_cap: float, total_anneal_steps: int) -> float:
+    """KL weight used at minibatch ``update`` (0-based count of earlier updates).
+
+    beta = min(anneal_cap, update / total_anneal_steps), as the reference notebook; with
+    ``total_anneal_steps`` 0 beta is ``anneal_cap`` from the start.
+    """
+    if total_anneal_steps <= 0:
+        return float(anneal_cap)
+    return float(min(anneal_cap, update / total_anneal_steps))
+
+
+# --- sparse minibatches ----------------------------------------------------------------------
+
+
+class SparseBatch:
+    """A minibatch of CSR rows as torch tensors on one device.
+
+    Attributes:
+        items: (nnz,) int64 column indices, row after row.
+        values: (nnz,) float32 raw values x_ui (1 for a click).
+        offsets: (b,) int64 start of each row in ``items`` (the embedding_bag offsets).
+        rows: (nnz,) int64 row (0..b-1) of each non-zero.
+        n_rows: b.
+    """
+
+    __slots__ = ("items", "values", "offsets", "rows", "n_rows")
+
+    def __init__(self, items, values, offsets, rows, n_rows: int) -> None:
+        self.items, self.values, self.offsets, self.rows, self.n_rows = (
+            items, values, offsets, rows, n_rows,
+        )
+
+    def row_sum(self, v: torch.Tensor) -> torch.Tensor:
+        """Sum of per-non-zero values ``v`` (nnz,) within each row -> (b,)."""
+        return torch.zeros(self.n_rows, dtype=v.dtype, device=v.device).index_add_(0, self.rows, v)
+
+
+class DeviceCSR:
+    """A CSR matrix held as torch tensors on a device, sliced into :class:`SparseBatch`.
+
+    Args:
+        X: (n_rows, n_items) CSR.
+        device: torch device.
+    """
+
+    def __init__(self, X: sp.csr_matrix, device: torch.device | str) -> None:
+        X = sp.csr_matrix(X, dtype=np.float32)
+        X.sort_indices()
+        self.shape = X.shape
+        self.device = torch.device(device)
+        self.indptr_np = np.asarray(X.indptr, dtype=np.int64)
+        self.indptr = torch.from_numpy(self.indptr_np).to(self.device)
+        self.indices = torch.from_numpy(np.asarray(X.indices, dtype=np.int64)).to(self.device)
+        self.data = torch.from_numpy(np.asarray(X.data, dtype=np.float32)).to(self.device)
+
+    @property
+    def n_rows(self) -> int:
+        return self.shape[0]
+
+    def permuted(self, perm: np.ndarray) -> DeviceCSR:
+        """Rows reordered by ``perm`` (n_rows,), gathered on the device in one pass."""
+        out = DeviceCSR.__new__(DeviceCSR)
+        out.shape, out.device = self.shape, self.device
+        lengths_np = np.diff(self.indptr_np)[perm]
+        new_ptr = np.zeros(len(perm) + 1, dtype=np.int64)
+        np.cumsum(lengths_np, out=new_ptr[1:])
+        out.indptr_np = new_ptr
+        out.indptr = torch.from_numpy(new_ptr).to(self.device)
+        perm_t = torch.from_numpy(np.asarray(perm, dtype=np.int64)).to(self.device)
+        lengths = torch.from_numpy(lengths_np).to(self.device)
+        nnz = int(new_ptr[-1])
+        shift = self.indptr[perm_t] - out.indptr[:-1]
+        pos = torch.repeat_interleave(shift, lengths, output_size=nnz)
+        pos += torch.arange(nnz, device=self.device)
+        out.indices = self.indices[pos]
+        out.data = self.data[pos]
+        return out
+
+    def batch(self, start: int, stop: int) -> SparseBatch:
+        """Rows ``start:stop`` as a :class:`SparseBatch` (a view plus two small tensors)."""
+        a, b = int(self.indptr_np[start]), int(self.indptr_np[stop])
+        n = stop - start
+        offsets = self.indptr[start:stop] - a
+        lengths = self.indptr[start + 1 : stop + 1] - self.indptr[start:stop]
+        rows = torch.repeat_interleave(
+            torch.arange(n, device=self.device), lengths, output_size=b - a
+        )
+        return SparseBatch(self.indices[a:b], self.data[a:b], offsets, rows, n)
+
+
+# --- likelihoods and KL ----------------------------------------------------------------------
+
+
+class _SparseTargetLL(torch.autograd.Function):
+    """Per-row log-likelihood of sparse targets x under dense logits f, fused.
+
+    Forward computes, per row, a dense term over all items plus a sum over the non-zeros
+    of x only; backward writes the gradient into one fresh (b, n_items) buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, flat, rows, x, n_rows, kind, c0, c1):  # noqa: D401
+        f_nz = logits.reshape(-1)[flat]
+
+        def row_sum(v):
+            return torch.zeros(n_rows, dtype=v.dtype, device=v.device).index_add_(0, rows, v)
+
+        if kind == "multinomial":
+            # log-sum-exp by hand, keeping exp(f - max) for the backward pass (saves two
+            # passes over the (b, n_items) logits against logsumexp + recomputation)
+            fmax = logits.detach().amax(dim=1, keepdim=True)
+            e = torch.sub(logits.detach(), fmax).exp_()
+            esum = e.sum(dim=1)
+            lse = fmax.squeeze(1) + esum.log()
+            xsum = row_sum(x)
+            ll = row_sum(x * f_nz) - xsum * lse
+            ctx.save_for_backward(e, flat, rows, x, esum, xsum)
+        elif kind == "logistic":
+            # x log s(f) + (1 - x) log(1 - s(f)) = x f - softplus(f)
+            ll = row_sum(x * f_nz) - F.softplus(logits).sum(dim=1)
+            ctx.save_for_backward(logits, flat, rows, x)
+        elif kind == "gaussian":
+            ll = -0.5 * c0 * logits.square().sum(dim=1) + row_sum(
+                0.5 * c0 * f_nz.square() - 0.5 * c1 * (x - f_nz).square()
+            )
+            ctx.save_for_backward(logits, flat, rows, x, f_nz)
+        else:  # pragma: no cover - checked by the model
+            raise ValueError(kind)
+        ctx.kind, ctx.c0, ctx.c1 = kind, c0, c1
+        return ll
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: (b,)
+        kind = ctx.kind
+        if kind == "multinomial":
+            if getattr(ctx, "used", False):
+                raise RuntimeError("the fused multinomial likelihood supports one backward pass")
+            ctx.used = True
+            e, flat, rows, x, esum, xsum = ctx.saved_tensors
+            buf = e.mul_((-grad * xsum / esum)[:, None])  # -g * N_u * softmax, in place
+            nz = grad[rows] * x
+        elif kind == "logistic":
+            logits, flat, rows, x = ctx.saved_tensors
+            buf = torch.sigmoid(logits).mul_(-grad[:, None])
+            nz = grad[rows] * x
+        else:
+            logits, flat, rows, x, f_nz = ctx.saved_tensors
+            c0, c1 = ctx.c0, ctx.c1
+            buf = logits * (-c0 * grad)[:, None]
+            nz = grad[rows] * (c0 * f_nz + c1 * (x - f_nz))
+        buf.view(-1).index_add_(0, flat, nz)
+        return buf, None, None, None, None, None, None, None
+
+
+def log_likelihood(
+    logits: torch.Tensor,
+    batch: SparseBatch,
+    likelihood: str = "multinomial",
+    c0: float = 0.1,
+    c1: float = 1.0,
+) -> torch.Tensor:
+    """log p(x_u | z_u) per row for sparse targets.
+
+    Args:
+        logits: (b, n_items) decoder output f.
+        batch: the targets x (raw values, e.g. binary clicks), b rows.
+        likelihood: "multinomial", "gaussian" or "logistic".
+        c0, c1: Gaussian confidence on non-clicks and clicks.
+
+    Returns:
+        (b,) log-likelihoods (differentiable w.r.t. ``logits``).
+    """
+    flat = batch.rows * logits.shape[1] + batch.items
+    x = batch.values.to(logits.dtype)
+    return _SparseTargetLL.apply(logits, flat, batch.rows, x, batch.n_rows, likelihood, c0, c1)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row: (b, d), (b, d) -> (b,)."""
+    return 0.5 * (-logvar + logvar.exp() + mu.square() - 1.0).sum(dim=1)
+
+
+# --- the network -----------------------------------------------------------------------------
+
+
+class _Net(torch.nn.Module):
+    """Encoder + decoder weights in the notebook's (in, out) layout.
+
+    The first encoder weight (n_items, h1) doubles as the embedding table of the
+    sparse first layer.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        hidden_dims: tuple[int, ...],
+        latent_dim: int,
+        variational: bool,
+        activation: str,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        enc = [n_items, *hidden_dims, latent_dim]
+        dec = [latent_dim, *reversed(hidden_dims), n_items]
+        enc_out = enc[1:-1] + [2 * latent_dim if variational else latent_dim]
+        self.variational = variational
+        self.latent_dim = latent_dim
+        self.act = ACTIVATIONS[activation]
+        self.enc_w = torch.nn.ParameterList()
+        self.enc_b = torch.nn.ParameterList()
+        self.dec_w = torch.nn.ParameterList()
+        self.dec_b = torch.nn.ParameterList()
+        for din, dout in zip(enc[:-1], enc_out, strict=True):
+            self.enc_w.append(self._weight(din, dout, generator))
+            self.enc_b.append(self._bias(dout, generator))
+        for din, dout in zip(dec[:-1], dec[1:], strict=False):
+            self.dec_w.append(self._weight(din, dout, generator))
+            self.dec_b.append(self._bias(dout, generator))
+
+    @staticmethod
+    def _weight(din: int, dout: int, gen: torch.Generator) -> torch.nn.Parameter:
+        w = torch.empty(din, dout)
+        torch.nn.init.xavier_uniform_(w, generator=gen)  # the notebook's Glorot uniform
+        return torch.nn.Parameter(w)
+
+    @staticmethod
+    def _bias(dout: int, gen: torch.Generator) -> torch.nn.Parameter:
+        b = torch.empty(dout)
+        torch.nn.init.trunc_normal_(b, std=0.001, a=-0.002, b=0.002, generator=gen)
+        return torch.nn.Parameter(b)
+
+    def weights(self) -> list[torch.Tensor]:
+        return [*self.enc_w, *self.dec_w]
+
+    def encode(
+        self,
+        batch: SparseBatch,
+        dropout: float,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sparse rows -> (mu, logvar) for the VAE, (h, None) for the DAE; (b, d) each."""
+        x = batch.values
+        norm = batch.row_sum(x * x).sqrt_()
+        vals = x / norm[batch.rows]
+        if generator is not None and dropout > 0:
+            keep = torch.rand(vals.shape, generator=generator, device=vals.device) >= dropout
+            vals = vals * keep / (1.0 - dropout)
+        h = F.embedding_bag(
+            batch.items, self.enc_w[0], batch.offsets, mode="sum", per_sample_weights=vals
+        )
+        h = h + self.enc_b[0]
+        n = len(self.enc_w)
+        for i in range(1, n + 1):
+            if i < n or not self.variational:
+                h = self.act(h)
+            if i < n:
+                h = torch.addmm(self.enc_b[i], h, self.enc_w[i])
+        if self.variational:
+            return h[:, : self.latent_dim], h[:, self.latent_dim :]
+        return h, None
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(b, d) -> (b, n_items) logits f."""
+        h = z
+        n = len(self.dec_w)
+        for i in range(n):
+            h = torch.addmm(self.dec_b[i], h, self.dec_w[i])
+            if i < n - 1:
+                h = self.act(h)
+        return h
+
+
+def _adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam (the fused kernel where this torch has one: same update, one pass)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - old torch
+        return torch.optim.Adam(params, lr=lr)
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+class AutoEncoder(Recommender):
+    """Autoencoder for implicit feedback (Liang et al. 2018); registered as six variants.
+
+    Args:
+        variational: True: VAE (KL term, reparameterisation, z = mu at scoring);
+            False: denoising autoencoder.
+        likelihood: "multinomial", "gaussian" or "logistic".
+        hidden_dims: encoder hidden sizes (the decoder mirrors them); () for [I-d-I].
+        latent_dim: size d of z.
+        activation: "tanh" (paper), "relu" or "sigmoid" between layers.
+        dropout: dropout rate on the L2-normalised input in training (paper 0.5).
+        lr: Adam learning rate (paper 1e-3).
+        batch_size: training users per minibatch (paper 500).
+        weight_decay: lam in ``+ lam * sum ||W||^2`` over weight matrices, as the notebook
+            adds it to the loss (paper: 0 for the VAE, 0.01 for the DAE).
+        anneal_cap: the largest KL weight beta, or "auto" for the paper's search
+            (VAE only; ignored by the DAE).
+        total_anneal_steps: updates over which beta grows linearly from 0 (paper 200,000).
+        c0: Gaussian confidence on unclicked items (our choice; the paper gives none).
+        c1: Gaussian confidence on clicked items.
+        bias_init: output-layer bias at the start: "paper" (the notebook's truncated
+            normal, sd 0.001) or "marginal" (each item's best constant prediction under
+            the likelihood, from the training clicks: log frequency, log-odds, or
+            c1 p / (c1 p + c0 (1 - p)) for the Gaussian). The Gaussian and logistic
+            variants default to "marginal" (our choice; the paper gives no init for them:
+            from 0, Adam's ~lr-sized steps need thousands of updates to bring the
+            log-odds of a 1%-dense item to -4.6, so on small data they learn only
+            popularity in the time the multinomial needs to beat it).
+        epochs: most training epochs (paper 200 on ML-20M); ``--epochs`` caps it.
+        patience: stop after this many epochs without a better validation NDCG@100
+            (None: run all epochs).
+        validate_every: validate every n-th epoch.
+
+    Attributes:
+        net_: the trained torch module (best validation epoch).
+        history_: list of EpochReport (loss, beta, validation NDCG@100, seconds).
+        beta_curve_: with ``anneal_cap="auto"``: the search's (epoch, beta, NDCG@100).
+        beta_: the KL cap used by the final training.
+        update_count_: minibatch updates of the final training.
+    """
+
+    iterative = True
+    _SCORE_BATCH = 2048
+
+    def __init__(
+        self,
+        *,
+        variational: bool = True,
+        likelihood: str = "multinomial",
+        hidden_dims: tuple[int, ...] = (600,),
+        latent_dim: int = 200,
+        activation: str = "tanh",
+        dropout: float = 0.5,
+        lr: float = 1e-3,
+        batch_size: int = 500,
+        weight_decay: float = 0.0,
+        anneal_cap: float | str = 0.2,
+        total_anneal_steps: int = 200_000,
+        c0: float = 0.1,
+        c1: float = 1.0,
+        bias_init: str = "paper",
+        epochs: int = 200,
+        patience: int | None = 30,
+        validate_every: int = 1,
+    ) -> None:
+        self.variational = variational
+        self.likelihood = likelihood
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.activation = activation
+        self.dropout = dropout
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.anneal_cap = anneal_cap
+        self.total_anneal_steps = total_anneal_steps
+        self.c0 = c0
+        self.c1 = c1
+        self.bias_init = bias_init
+        self.epochs = epochs
+        self.patience = patience
+        self.validate_every = validate_every
+
+    # --- checks ------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        name = self.name or type(self).__name__
+        problems = []
+        if self.likelihood not in LIKELIHOODS:
+            problems.append(f"likelihood={self.likelihood!r} (use one of {LIKELIHOODS})")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation={self.activation!r} (use one of {tuple(ACTIVATIONS)})")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            problems.append(f"dropout={self.dropout} (must be in [0, 1))")
+        if int(self.batch_size) < 1 or int(self.latent_dim) < 1:
+            problems.append("batch_size and latent_dim must be at least 1")
+        if any(int(h) < 1 for h in self.hidden_dims):
+            problems.append(f"hidden_dims={self.hidden_dims} (sizes must be at least 1)")
+        if float(self.lr) <= 0 or float(self.weight_decay) < 0:
+            problems.append("lr must be > 0 and weight_decay >= 0")
+        cap = self.anneal_cap
+        if not (cap == "auto" or (isinstance(cap, (int, float)) and cap >= 0)):
+            problems.append(f"anneal_cap={cap!r} (a number >= 0 or 'auto')")
+        if self.bias_init not in ("paper", "marginal"):
+            problems.append(f"bias_init={self.bias_init!r} (use 'paper' or 'marginal')")
+        if self.likelihood == "gaussian" and (self.c0 < 0 or self.c1 <= 0):
+            problems.append("Gaussian confidences need c0 >= 0 and c1 > 0")
+        if problems:
+            raise ValueError(f"{name}: invalid parameters: " + "; ".join(problems))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise RuntimeError(f"{self.name or type(self).__name__} is not fitted; call fit() first")
+
+    # --- training ----------------------------------------------------------------------------
+    def fit(
+        self,
+        train: sp.csr_matrix,
+        valid: HeldOut | None = None,
+        *,
+        options: FitOptions | None = None,
+    ) -> AutoEncoder:
+        """Train on the training users; select the epoch by validation NDCG@100.
+
+        Args:
+            train: (n_users, n_items) binary CSR of the training users.
+            valid: held-out validation users (fold-in -> holdout) for epoch selection.
+            options: seed, device, epoch cap, time budget, on_epoch callback.
+        """
+        options = options or FitOptions()
+        self._check_params()
+        name = self.name or type(self).__name__
+        if train.shape[0] == 0 or train.nnz == 0:
+            raise ValueError(f"{name}: the training matrix is empty")
+        device = torch.device(options.resolve_device())
+        torch.set_num_threads(int(options.threads or available_cpus()))
+        self.n_items_ = int(train.shape[1])
+        self.device_ = str(device)
+        data = DeviceCSR(train, device)
+        epochs = resolve_epochs(self.epochs, options)
+        deadline = None
+        if options.time_budget is not None:
+            deadline = time.perf_counter() + float(options.time_budget)
+        self.beta_curve_ = None
+        if self.variational and self.anneal_cap == "auto":
+            if valid is None or valid.holdout.nnz == 0:
+                raise ValueError(
+                    f"{name}: anneal_cap='auto' picks beta by validation NDCG@100 and needs "
+                    f"validation users; pass valid= or set a number, e.g. anneal_cap=0.2"
+                )
+            search = self._train(data, valid, options, 1.0, epochs, deadline, None, "beta search")
+            best = next(h for h in search.history if h.epoch == search.best_epoch)
+            self.beta_curve_ = [
+                {"epoch": h.epoch, "beta": h.beta, "ndcg@100": h.ndcg100}
+                for h in search.history
+                if h.ndcg100 is not None
+            ]
+            self.beta_search_ = search.as_dict()
+            cap = float(best.beta)
+        else:
+            cap = float(self.anneal_cap) if self.variational else 0.0
+        outcome = self._train(data, valid, options, cap, epochs, deadline, options.on_epoch, name)
+        self.beta_ = cap if self.variational else None
+        self.history_ = outcome.history
+        self.training_ = outcome.as_dict()
+        return self
+
+    def _train(
+        self,
+        data: DeviceCSR,
+        valid: HeldOut | None,
+        options: FitOptions,
+        cap: float,
+        epochs: int,
+        deadline: float | None,
+        on_epoch,
+        desc: str,
+    ) -> TrainingOutcome:
+        """One full training from a fresh initialisation, annealing beta up to ``cap``."""
+        device = data.device
+        init_gen = torch.Generator().manual_seed(int(options.seed))
+        gen = torch.Generator(device=device).manual_seed(int(options.seed) + 1)
+        rng = np.random.default_rng(int(options.seed))
+        hidden = tuple(int(h) for h in self.hidden_dims)
+        net = _Net(data.shape[1], hidden, int(self.latent_dim), bool(self.variational),
+                   self.activation, init_gen).to(device)
+        if self.bias_init == "marginal":
+            with torch.no_grad():
+                net.dec_b[-1].copy_(self._marginal_bias(data))
+        self.net_ = net
+        opt = _adam(net.parameters(), float(self.lr))
+        n, bs = data.n_rows, int(self.batch_size)
+        self.update_count_ = 0
+        wd = float(self.weight_decay)
+        dropout = float(self.dropout)
+
+        def train_epoch(epoch: int) -> EpochStats:
+            net.train()
+            epoch_data = data.permuted(rng.permutation(n))
+            total = torch.zeros((), device=device)
+            beta = None
+            n_batches = 0
+            for start in range(0, n, bs):
+                batch = epoch_data.batch(start, min(start + bs, n))
+                if self.variational:
+                    beta = beta_schedule(self.update_count_, cap, int(self.total_anneal_steps))
+                total += self._step(net, opt, batch, beta, dropout, gen, wd)
+                self.update_count_ += 1
+                n_batches += 1
+            return EpochStats(
+                loss=float(total.item()) / n_batches,
+                beta=beta,
+                extra={"updates": self.update_count_},
+            )
+
+        def snapshot():
+            return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+        return run_epochs(
+            name=self.name or type(self).__name__,
+            params=self.get_params(),
+            train_epoch=train_epoch,
+            score=self.score,
+            snapshot=snapshot,
+            restore=net.load_state_dict,
+            valid=valid,
+            options=options,
+            epochs=epochs,
+            patience=self.patience,
+            validate_every=int(self.validate_every),
+            deadline=deadline,
+            on_epoch=on_epoch,
+            desc=desc,
+        )
+
+    def _marginal_bias(self, data: DeviceCSR) -> torch.Tensor:
+        """(n_items,) best constant logit per item under the likelihood (``bias_init``)."""
+        counts = torch.bincount(data.indices, minlength=data.shape[1]).cpu().numpy()
+        p = (counts + 0.5) / (data.n_rows + 1.0)  # smoothed: no item at 0 or 1
+        if self.likelihood == "multinomial":
+            b = np.log(p)
+        elif self.likelihood == "logistic":
+            b = np.log(p / (1.0 - p))
+        else:
+            c0, c1 = float(self.c0), float(self.c1)
+            b = c1 * p / (c1 * p + c0 * (1.0 - p))
+        return torch.from_numpy(b.astype(np.float32)).to(data.device)
+
+    def _step(
+        self,
+        net: _Net,
+        opt: torch.optim.Optimizer,
+        batch: SparseBatch,
+        beta: float | None,
+        dropout: float,
+        gen: torch.Generator,
+        wd: float,
+    ) -> torch.Tensor:
+        """One Adam update on one minibatch; returns the (detached) loss."""
+        loss = self._loss(net, batch, beta, dropout, gen, wd)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    def _loss(
+        self,
+        net: _Net,
+        batch: SparseBatch,
+        beta: float | None,
+        dropout: float,
+        gen: torch.Generator,
+        wd: float,
+    ) -> torch.Tensor:
+        """The notebook's minibatch loss: -ELBO (VAE) or -log-likelihood (DAE) + L2."""
+        mu, logvar = net.encode(batch, dropout, gen)
+        if self.variational:
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn(std.shape, generator=gen, device=std.device)
+            z = mu + eps * std
+        else:
+            z = mu
+        logits = net.decode(z)
+        ll = log_likelihood(logits, batch, self.likelihood, float(self.c0), float(self.c1))
+        loss = -ll.mean()
+        if self.variational and beta:
+            loss = loss + beta * kl_divergence(mu, logvar).mean()
+        if wd > 0:
+            loss = loss + wd * sum(w.square().sum() for w in net.weights())
+        return loss
+
+    # --- inference ---------------------------------------------------------------------------
+    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
+        """Scores from fold-in rows alone: dropout off, z = mu; the decoder's logits.
+
+        Args:
+            fold_in: (n_rows, n_items) CSR of held-out users' fold-in items.
+
+        Returns:
+            (n_rows, n_items) float32 scores (higher is better).
+        """
+        self._check_fitted()
+        if fold_in.shape[1] != self.n_items_:
+            raise ValueError(
+                f"{self.name or type(self).__name__}: fold_in has {fold_in.shape[1]} items, "
+                f"the model was trained on {self.n_items_}"
+            )
+        net = self.net_
+        device = next(net.parameters()).device
+        out = np.empty(fold_in.shape, dtype=np.float32)
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, fold_in.shape[0], self._SCORE_BATCH):
+                    stop = min(start + self._SCORE_BATCH, fold_in.shape[0])
+                    rows = DeviceCSR(fold_in[start:stop], device)
+                    z, _ = net.encode(rows.batch(0, stop - start), 0.0, None)
+                    out[start:stop] = net.decode(z).float().cpu().numpy()
+        finally:
+            net.train(was_training)
+        return out
+
+    # --- results and tuning ------------------------------------------------------------------
+    def results_extra(self) -> dict[str, Any]:
+        extra = super().results_extra()
+        if hasattr(self, "training_"):
+            extra["training"] = dict(self.training_, updates=self.update_count_, device=self.device_)
+        if getattr(self, "beta_", None) is not None:
+            extra["beta"] = self.beta_
+        if getattr(self, "beta_curve_", None):
+            extra["beta_curve"] = self.beta_curve_
+            extra["beta_search"] = self.beta_search_
+        return extra
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Optuna space around the paper's values (names are constructor parameters)."""
+        d = cls.default_params()
+        space = {
+            "latent_dim": trial.suggest_categorical("latent_dim", [50, 100, 200, 400]),
+            "dropout": trial.suggest_float("dropout", 0.1, 0.8),
+            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        }
+        if d["variational"]:
+            space["anneal_cap"] = trial.suggest_float("anneal_cap", 0.0, 1.0)
+        else:
+            space["weight_decay"] = trial.suggest_float("weight_decay", 1e-5, 0.1, log=True)
+        if d["likelihood"] == "gaussian":
+            space["c0"] = trial.suggest_float("c0", 0.01, 1.0, log=True)
+        return space
+
+
+def _variant(reg_name: str, cls_name: str, doc: str, **defaults: Any) -> type[AutoEncoder]:
+    """A registered subclass of :class:`AutoEncoder` differing only in default values.
+
+    Its ``__init__`` signature carries the new defaults, so ``get_params`` and
+    ``default_params`` see them (scikit-learn reads the signature the same way).
+    """
+    base = inspect.signature(AutoEncoder.__init__)
+    sig = base.replace(
+        parameters=[
+            p.replace(default=defaults[p.name]) if p.name in defaults else p
+            for p in base.parameters.values()
+        ]
+    )
+
+    def __init__(self, **params: Any) -> None:
+        AutoEncoder.__init__(self, **{**defaults, **params})
+
+    __init__.__signature__ = sig  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{cls_name}.__init__"
+    cls = type(cls_name, (AutoEncoder,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+    register(reg_name)(cls)
+    return cls
+
+
+_DAE = {"variational": False, "hidden_dims": (), "latent_dim": 200, "weight_decay": 0.01}
+
+MultVAE = _variant(
+    "multvae", "MultVAE",
+    "Mult-VAE^PR (Liang et al. 2018): [I-600-200-600-I], multinomial likelihood, beta to 0.2.",
+    likelihood="multinomial",
+)
+MultDAE = _variant(
+    "multdae", "MultDAE",
+    "Mult-DAE (Liang et al. 2018): [I-200-I], multinomial likelihood, weight decay 0.01.",
+    likelihood="multinomial", **_DAE,
+)
+GaussianVAE = _variant(
+    "gaussian-vae", "GaussianVAE",
+    "Gaussian-VAE (Liang et al. 2018, Table 3): Mult-VAE with a confidence-weighted Gaussian likelihood.",
+    likelihood="gaussian", bias_init="marginal",
+)
+LogisticVAE = _variant(
+    "logistic-vae", "LogisticVAE",
+    "Logistic-VAE (Liang et al. 2018, Table 3): Mult-VAE with per-item Bernoulli likelihood.",
+    likelihood="logistic", bias_init="marginal",
+)
+GaussianDAE = _variant(
+    "gaussian-dae", "GaussianDAE",
+    "Gaussian-DAE (Liang et al. 2018, Table 3): Mult-DAE with a confidence-weighted Gaussian likelihood.",
+    likelihood="gaussian", bias_init="marginal", **_DAE,
+)
+LogisticDAE = _variant(
+    "logistic-dae", "LogisticDAE",
+    "Logistic-DAE (Liang et al. 2018, Table 3): Mult-DAE with per-item Bernoulli likelihood.",
+    likelihood="logistic", bias_init="marginal", **_DAE,
+)
