@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m benchmark run --models popularity,itemknn --dataset synthetic
+	$(PY) -m benchmark run --models popularity,multvae,multdae,gaussian-vae,logistic-vae,gaussian-dae,logistic-dae --dataset synthetic --epochs 50
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,175 @@
+"""LightFM (Kula 2015) with users represented by their items, so held-out users need no
+retraining.
+
+Every user is described by user features only: the row-normalised interaction row
+``f_u = x_u / |x_u|`` (n_items features, no per-user identity feature); items keep
+LightFM's identity features. LightFM then learns one embedding e_i and bias per item
+*feature* (the user side) and per item (the item side), and::
+
+    score(u, i) = (f_u @ E_user) . e_item_i + b_item_i  (+ a per-user constant, dropped)
+
+A held-out user's scores come from their fold-in row alone, vectorised over the batch::
+
+    scores = (normalise(fold_in) @ user_embeddings) @ item_embeddings.T + item_biases
+
+Training is WARP by default (``loss="bpr"`` for BPR), one LightFM epoch at a time in the
+shared epoch loop (``benchmark.training.run_epochs``): validation NDCG@100 every epoch, the
+best epoch kept, the epoch cap, the time budget and pruning work as for the VAE family.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..protocol import FitOptions, HeldOut, Recommender
+from ..registry import register
+from ..training import EpochStats, resolve_epochs, run_epochs
+
+__all__ = ["LightFMRecommender", "user_features"]
+
+
+def user_features(x: sp.csr_matrix) -> sp.csr_matrix:
+    """Row-normalised (each row sums to 1) float32 CSR of the interaction rows; empty rows
+    stay empty."""
+    x = sp.csr_matrix(x, dtype=np.float32)
+    sums = np.asarray(x.sum(axis=1)).ravel()
+    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0).astype(np.float32)
+    return sp.csr_matrix(sp.diags(inv) @ x, dtype=np.float32)
+
+
+@register("lightfm", iterative=True)
+class LightFMRecommender(Recommender):
+    """LightFM (WARP/BPR) with users as the sum of their items' feature embeddings."""
+
+    def __init__(
+        self,
+        no_components: int = 100,
+        learning_rate: float = 0.05,
+        loss: str = "warp",
+        epochs: int = 30,
+        item_alpha: float = 0.0,
+        user_alpha: float = 0.0,
+        max_sampled: int = 10,
+        learning_schedule: str = "adagrad",
+        patience: int | None = None,
+    ) -> None:
+        """
+        Args:
+            no_components: embedding dimension.
+            learning_rate: initial learning rate of the adagrad (or adadelta) schedule.
+            loss: "warp" (default) or "bpr".
+            epochs: passes over the training interactions (capped by ``FitOptions.epochs``).
+            item_alpha: L2 penalty on the item embeddings (per sample, LightFM's scale).
+            user_alpha: L2 penalty on the user-feature (item-as-feature) embeddings.
+            max_sampled: WARP's most negative samples per positive.
+            learning_schedule: "adagrad" or "adadelta".
+            patience: stop after this many epochs without a better validation NDCG@100
+                (None: run all epochs). The best validated epoch is kept either way.
+        """
+        self.no_components = no_components
+        self.learning_rate = learning_rate
+        self.loss = loss
+        self.epochs = epochs
+        self.item_alpha = item_alpha
+        self.user_alpha = user_alpha
+        self.max_sampled = max_sampled
+        self.learning_schedule = learning_schedule
+        self.patience = patience
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        return {
+            "no_components": trial.suggest_int("no_components", 16, 512, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.3, log=True),
+            "epochs": trial.suggest_int("epochs", 5, 100, log=True),
+            "item_alpha": trial.suggest_float("item_alpha", 1e-10, 1e-4, log=True),
+            "user_alpha": trial.suggest_float("user_alpha", 1e-10, 1e-4, log=True),
+        }
+
+    def fit(
+        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
+    ) -> LightFMRecommender:
+        """Train on the training users' interactions with their rows as user features.
+
+        Args:
+            train: (n_train_users, n_items) binary CSR.
+            valid: validation users: NDCG@100 after every epoch (the shared epoch loop,
+                ``benchmark.training``), the best epoch's weights are kept.
+            options: seed, epochs (cap), time_budget (stop after the current epoch),
+                threads (default 1: LightFM's multi-threaded SGD is Hogwild and not
+                reproducible under a seed), on_epoch.
+        """
+        from lightfm import LightFM
+
+        if self.loss not in ("warp", "bpr"):
+            raise ValueError(f"lightfm loss must be 'warp' or 'bpr', not {self.loss!r}")
+        options = options or FitOptions()
+        epochs = resolve_epochs(self.epochs, options)
+        interactions = sp.coo_matrix(train, dtype=np.float32)
+        feats = user_features(train)
+        model = LightFM(
+            no_components=int(self.no_components),
+            learning_rate=float(self.learning_rate),
+            loss=self.loss,
+            item_alpha=float(self.item_alpha),
+            user_alpha=float(self.user_alpha),
+            max_sampled=int(self.max_sampled),
+            learning_schedule=self.learning_schedule,
+            random_state=np.random.RandomState(options.seed),
+        )
+        threads = int(options.threads or 1)
+        self._set_state(model)
+
+        def train_epoch(epoch: int) -> EpochStats:
+            model.fit_partial(interactions, user_features=feats, epochs=1, num_threads=threads)
+            self._set_state(model)
+            finite = all(np.isfinite(a).all() for a in self._state())
+            # LightFM reports no loss; divergence shows as non-finite weights.
+            return EpochStats(loss=0.0 if finite else float("inf"), extra={"loss_reported": False})
+
+        outcome = run_epochs(
+            name=self.name or "lightfm",
+            params=self.get_params(),
+            train_epoch=train_epoch,
+            score=self.score,
+            snapshot=lambda: [a.copy() for a in self._state()],
+            restore=lambda state: self._restore(state),
+            valid=valid,
+            options=options,
+            epochs=epochs,
+            patience=self.patience,
+        )
+        self.history_ = outcome.history
+        self.best_epoch_ = outcome.best_epoch
+        self.outcome_ = outcome
+        return self
+
+    def _state(self) -> list[np.ndarray]:
+        return [self.feature_embeddings_, self.item_embeddings_, self.item_biases_]
+
+    def _restore(self, state: list[np.ndarray]) -> None:
+        self.feature_embeddings_, self.item_embeddings_, self.item_biases_ = state
+
+    def _set_state(self, model: Any) -> None:
+        # copies: LightFM keeps updating its own arrays in place
+        self.feature_embeddings_ = np.array(model.user_embeddings, dtype=np.float32)
+        self.item_embeddings_ = np.array(model.item_embeddings, dtype=np.float32)
+        self.item_biases_ = np.array(model.item_biases, dtype=np.float32)
+
+    def user_representations(self, fold_in: sp.csr_matrix) -> np.ndarray:
+        """(n_users, no_components) user embeddings from fold-in rows (no retraining)."""
+        return np.asarray(user_features(fold_in) @ self.feature_embeddings_, dtype=np.float32)
+
+    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
+        """(n_users, n_items) float32 scores from the fold-in rows alone."""
+        u = self.user_representations(fold_in)
+        return u @ self.item_embeddings_.T + self.item_biases_[None, :]
+
+    def results_extra(self) -> dict[str, Any]:
+        extra = super().results_extra()
+        if hasattr(self, "outcome_"):
+            extra.update(self.outcome_.as_dict())
+        return extra
