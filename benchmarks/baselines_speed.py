@@ -323,7 +323,7 @@ def main() -> None:
             save_csr(data, x)
         if "ease" in parts:
             out["ease"] = bench_ease(data, args.repeats, args.lam, args.ease_methods.split(","))
-            print("\nEASE (lambda %g) vs numpy.linalg.inv of the same Gram matrix" % args.lam)
+            print(f"\nEASE (lambda {args.lam:g}) vs numpy.linalg.inv of the same Gram matrix")
             print(_table(out["ease"]), flush=True)
         if "wmf" in parts:
             out["wmf"] = bench_wmf(x, held, args.repeats, threads)

@@ -51,9 +51,9 @@ def main() -> None:
     hold.data[:] = 1
     rows = []
     for label, scores in (("continuous scores", s), ("integer scores (ties)", counts)):
-        ref = median_time(lambda: notebook_topk(scores, 100), a.repeats)
-        exact = median_time(lambda: _topk_exact(scores, 100), a.repeats)
-        new = median_time(lambda: topk_indices(scores, 100), a.repeats)
+        ref = median_time(lambda sc=scores: notebook_topk(sc, 100), a.repeats)
+        exact = median_time(lambda sc=scores: _topk_exact(sc, 100), a.repeats)
+        new = median_time(lambda sc=scores: topk_indices(sc, 100), a.repeats)
         rows.append((f"top-100, {label}", ref, exact, new))
     full = median_time(lambda: compute_metrics(s, fold, hold), a.repeats)
     print(f"{a.users} users x {a.items} items, medians of {a.repeats}")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("BENCHMARK_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -66,8 +65,9 @@ def planted_split():
     Users in group g click mostly items of block g, plus a few popular items; a model that
     learns item co-occurrence beats popularity by a wide margin.
     """
-    from benchmark.data.preprocess import Protocol, make_split
     import pandas as pd
+
+    from benchmark.data.preprocess import Protocol, make_split
 
     rng = np.random.default_rng(7)
     n_users, n_items, groups = 600, 120, 4

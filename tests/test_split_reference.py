@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from conftest import shared_dataset
 
 from benchmark.data.preprocess import Protocol, make_split
-from conftest import shared_dataset
 
 
 def literal_reference_split(raw: pd.DataFrame, n_heldout: int, seed: int = 98765):
