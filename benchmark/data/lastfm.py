@@ -14,7 +14,7 @@ import pandas as pd
 from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
 from .preprocess import Protocol
-from .readers import Field, locate, read_delimited, require
+from .readers import Field, locate, located_files, read_delimited, require
 
 URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
 FIELDS: list[Field] = [("user", "int32"), ("item", "int32"), ("count", "int64")]
@@ -34,11 +34,6 @@ def read_lastfm(raw: Path) -> pd.DataFrame:
     return read_delimited(source, FIELDS, sep="\t", header=True)
 
 
-def _files(raw: Path) -> list[Path]:
-    source = locate(raw, "user_artists.dat")
-    return [source.path] if source else []
-
-
 @register_dataset("lastfm")
 def lastfm() -> DatasetSpec:
     return DatasetSpec(
@@ -49,5 +44,5 @@ def lastfm() -> DatasetSpec:
         protocol=Protocol(min_rating=None, min_item_users=0, min_user_items=5, n_heldout=200),
         read_raw=read_lastfm,
         fetch=zip_fetcher(URL, "hetrec2011-lastfm-2k.zip"),
-        raw_files=_files,
+        raw_files=located_files("user_artists.dat"),
     )

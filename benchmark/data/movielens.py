@@ -18,7 +18,7 @@ import pandas as pd
 from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
 from .preprocess import Protocol
-from .readers import Field, locate, read_delimited, require
+from .readers import Field, locate, located_files, read_delimited, require
 
 BASE = "https://files.grouplens.org/datasets/movielens"
 
@@ -48,11 +48,7 @@ def _reader(name: str, filename: str, fields: list[Field], *, sep: str, header: 
         source = require(locate(raw, filename), _missing(name, filename, raw), raw)
         return read_delimited(source, fields, sep=sep, header=header, keep=["user", "item", "rating"])
 
-    def files(raw: Path) -> list[Path]:
-        source = locate(raw, filename)
-        return [source.path] if source else []
-
-    return read, files
+    return read, located_files(filename)
 
 
 def _spec(

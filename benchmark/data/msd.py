@@ -18,7 +18,7 @@ import pandas as pd
 from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
 from .preprocess import Protocol
-from .readers import Field, locate, read_delimited, require
+from .readers import Field, locate, located_files, read_delimited, require
 
 URL = "http://millionsongdataset.com/sites/default/files/challenge/train_triplets.txt.zip"
 PAGE = "http://millionsongdataset.com/tasteprofile/"
@@ -39,11 +39,6 @@ def read_msd(raw: Path) -> pd.DataFrame:
     return read_delimited(source, FIELDS, sep="\t", header=False)
 
 
-def _files(raw: Path) -> list[Path]:
-    source = locate(raw, "train_triplets.txt")
-    return [source.path] if source else []
-
-
 @register_dataset("msd")
 def msd() -> DatasetSpec:
     return DatasetSpec(
@@ -56,5 +51,5 @@ def msd() -> DatasetSpec:
         protocol=Protocol(min_rating=None, min_item_users=200, min_user_items=20, n_heldout=50_000),
         read_raw=read_msd,
         fetch=zip_fetcher(URL, "train_triplets.txt.zip", extract=False),
-        raw_files=_files,
+        raw_files=located_files("train_triplets.txt"),
     )

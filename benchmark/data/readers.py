@@ -346,3 +346,13 @@ def _raise_malformed(
             f"(expected lines like {layout!r}); fix or remove the line, or download the file again"
         ) from cause
     raise DatasetError(f"{source.label}: could not parse the file: {cause}") from cause
+
+
+def located_files(filename: str):
+    """A ``DatasetSpec.raw_files`` function: the file ``locate`` finds (plain or in a zip)."""
+
+    def files(raw: Path) -> list[Path]:
+        source = locate(raw, filename)
+        return [source.path] if source else []
+
+    return files
