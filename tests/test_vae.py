@@ -246,7 +246,7 @@ def test_six_variants_registered_with_paper_defaults():
             assert d["anneal_cap"] == 0.2 and d["total_anneal_steps"] == 200_000
         else:
             assert not d["variational"] and d["hidden_dims"] == () and d["latent_dim"] == 200
-            assert d["weight_decay"] == 0.01
+            assert d["weight_decay"] == pytest.approx(2e-5)  # the notebook: 2 * (0.01 / 500) / 2
         model = cls()
         assert model.get_params() == d
         assert cls(lr=0.01).get_params()["lr"] == 0.01
@@ -311,18 +311,39 @@ def test_epochs_option_caps_and_patience_stops(planted_split):
     assert all(h["ndcg@100"] is not None for h in extra["history"])
 
 
-def test_anneal_cap_auto_searches_beta_and_records_the_curve(planted_split):
-    m = MultVAE(anneal_cap="auto", batch_size=100, total_anneal_steps=40, epochs=8, patience=None)
+def test_anneal_cap_auto_searches_beta_up_to_one_and_retrains_capped_at_beta_star(planted_split):
+    # 400 training users, batch 100: 4 updates an epoch, 8 epochs = 32 updates; the search
+    # anneals 0 -> 1 over int(0.8 * 31) = 24 updates, whatever total_anneal_steps says
+    m = MultVAE(anneal_cap="auto", batch_size=100, total_anneal_steps=200_000, epochs=8, patience=2)
     m.fit(planted_split.train, planted_split.valid, options=FitOptions(**OPTS))
-    curve = m.results_extra()["beta_curve"]
-    assert len(curve) == 8
+    extra = m.results_extra()
+    curve = extra["beta_curve"]
+    assert len(curve) == 8  # every epoch of the search is run (no early stop), all validated
     betas = [c["beta"] for c in curve]
-    assert betas == sorted(betas) and betas[-1] == pytest.approx(min(1.0, 31 / 40))
+    # the beta of each epoch's last update (4e - 1) / 24, capped at 1
+    assert betas == pytest.approx([min(1.0, (4 * e - 1) / 24) for e in range(1, 9)])
+    assert betas[-1] == 1.0 and betas[-2] == 1.0
+    assert extra["beta_search"]["total_anneal_steps"] == 24
     best = max(curve, key=lambda c: c["ndcg@100"])
-    assert m.beta_ == pytest.approx(best["beta"])
-    # the final training anneals only up to the selected beta
-    assert max(h.beta for h in m.history_) <= m.beta_ + 1e-12
-    assert m.results_extra()["beta"] == pytest.approx(m.beta_)
+    beta_star = best["beta"]
+    assert extra["beta_search"]["beta_star"] == pytest.approx(beta_star)
+    # the retrained model: anneal_cap = beta*, the search's schedule, stopped at beta*
+    assert m.beta_ == pytest.approx(beta_star) and extra["beta"] == pytest.approx(beta_star)
+    assert extra["anneal_steps"] == 24
+    final = [h.beta for h in m.history_]
+    assert max(final) <= beta_star + 1e-12
+    assert final == pytest.approx([min(beta_star, (4 * e - 1) / 24) for e in range(1, len(final) + 1)])
+
+
+def test_beta_search_reaches_one_whatever_the_data_size():
+    for n, bs, epochs in [(116_677, 500, 200), (738, 500, 200), (400, 100, 8), (5, 500, 10)]:
+        m = MultVAE(batch_size=bs)
+        steps = m.beta_search_steps(n, epochs)
+        updates = epochs * -(-n // bs)
+        last = updates - 1
+        assert beta_schedule(last, 1.0, steps) == 1.0
+        # and not long before: beta is still below 1 at 75% of them
+        assert beta_schedule(int(0.75 * last), 1.0, steps) < 1.0
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -23,8 +23,17 @@ where the sum runs over the weight matrices (not the biases): the notebook adds
 ``2 * l2_regularizer(lam)`` = lam * sum W^2 to the loss, which is what ``weight_decay``
 means here (not Adam's decoupled or gradient-added decay, which would halve it).
 beta = min(anneal_cap, updates / total_anneal_steps), counted over minibatches across
-epochs and never reset; ``anneal_cap="auto"`` is the paper's search (anneal toward 1,
-take the beta of the best validation epoch, retrain annealing only up to it).
+epochs and never reset.
+
+``anneal_cap="auto"`` is the paper's search (section 2.2.2, Figure 1): "we start training
+with beta = 0, and gradually increase beta to 1 ... and record the best beta when its
+performance reaches the peak. We then retrain the model with the same annealing schedule,
+but stop increasing beta after reaching that value." The search run anneals linearly so
+that beta REACHES 1 at ``BETA_SEARCH_REACH`` (80%) of its own updates, whatever the data
+size (the notebook's 200,000 updates would only reach 0.23 on ML-20M and 0.002 on
+ml-100k), runs every epoch (no early stop, so the whole beta range is seen) and records
+validation NDCG@100 against beta; beta* is the beta of its best validation epoch; a fresh
+model is then trained with the same schedule capped at beta* (``anneal_cap = beta*``).
 
 Choices the paper and notebook leave open (documented, each a constructor parameter):
 Gaussian confidences c0 = 0.1, c1 = 1; the Gaussian and logistic variants start their
@@ -68,6 +77,8 @@ __all__ = [
 ]
 
 LIKELIHOODS = ("multinomial", "gaussian", "logistic")
+#: Fraction of the beta-search run's updates after which beta has reached 1 (see above).
+BETA_SEARCH_REACH = 0.8
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
@@ -367,8 +378,13 @@ class AutoEncoder(Recommender):
         dropout: dropout rate on the L2-normalised input in training (paper 0.5).
         lr: Adam learning rate (paper 1e-3).
         batch_size: training users per minibatch (paper 500).
-        weight_decay: lam in ``+ lam * sum ||W||^2`` over weight matrices, as the notebook
-            adds it to the loss (paper: 0 for the VAE, 0.01 for the DAE).
+        weight_decay: lam in ``loss = mean_u(-log p(x_u|z_u)) + lam * sum ||W||^2``,
+            the sum over the weight matrices only (not the biases), added to the
+            per-user-mean minibatch loss (not Adam's decay). The notebook's Mult-DAE is
+            ``MultiDAE(p_dims, lam=0.01 / batch_size)`` minimising ``neg_ll + 2 * reg_var``
+            with TF's ``l2_regularizer(lam)`` = lam * sum(W^2) / 2, so with batch 500:
+            2 * (0.01 / 500) / 2 = 2e-5, the DAE default here; the notebook's Mult-VAE
+            uses lam = 0.0 (the VAE default).
         anneal_cap: the largest KL weight beta, or "auto" for the paper's search
             (VAE only; ignored by the DAE).
         total_anneal_steps: updates over which beta grows linearly from 0 (paper 200,000).
@@ -503,18 +519,24 @@ class AutoEncoder(Recommender):
                     f"{name}: anneal_cap='auto' picks beta by validation NDCG@100 and needs "
                     f"validation users; pass valid= or set a number, e.g. anneal_cap=0.2"
                 )
-            search = self._train(data, valid, options, 1.0, epochs, deadline, None, "beta search")
+            steps = self.beta_search_steps(data.n_rows, epochs)
+            search = self._train(data, valid, options, 1.0, epochs, deadline, None,
+                                 "beta search", anneal_steps=steps, patience=None)
             best = next(h for h in search.history if h.epoch == search.best_epoch)
             self.beta_curve_ = [
                 {"epoch": h.epoch, "beta": h.beta, "ndcg@100": h.ndcg100}
                 for h in search.history
                 if h.ndcg100 is not None
             ]
-            self.beta_search_ = search.as_dict()
+            self.beta_search_ = dict(search.as_dict(), total_anneal_steps=steps,
+                                     reach=BETA_SEARCH_REACH, beta_star=float(best.beta))
             cap = float(best.beta)
         else:
+            steps = int(self.total_anneal_steps)
             cap = float(self.anneal_cap) if self.variational else 0.0
-        outcome = self._train(data, valid, options, cap, epochs, deadline, options.on_epoch, name)
+        outcome = self._train(data, valid, options, cap, epochs, deadline, options.on_epoch, name,
+                              anneal_steps=steps, patience=self.patience)
+        self.anneal_steps_ = steps if self.variational else None
         self.beta_ = cap if self.variational else None
         self.history_ = outcome.history
         self.training_ = outcome.as_dict()
@@ -530,8 +552,14 @@ class AutoEncoder(Recommender):
         deadline: float | None,
         on_epoch,
         desc: str,
+        *,
+        anneal_steps: int,
+        patience: int | None,
     ) -> TrainingOutcome:
-        """One full training from a fresh initialisation, annealing beta up to ``cap``."""
+        """One full training from a fresh initialisation, annealing beta up to ``cap``.
+
+        beta = min(cap, update / anneal_steps) at each minibatch update.
+        """
         device = data.device
         init_gen = torch.Generator().manual_seed(int(options.seed))
         gen = torch.Generator(device=device).manual_seed(int(options.seed) + 1)
@@ -558,7 +586,7 @@ class AutoEncoder(Recommender):
             for start in range(0, n, bs):
                 batch = epoch_data.batch(start, min(start + bs, n))
                 if self.variational:
-                    beta = beta_schedule(self.update_count_, cap, int(self.total_anneal_steps))
+                    beta = beta_schedule(self.update_count_, cap, anneal_steps)
                 total += self._step(net, opt, batch, beta, dropout, gen, wd)
                 self.update_count_ += 1
                 n_batches += 1
@@ -581,12 +609,22 @@ class AutoEncoder(Recommender):
             valid=valid,
             options=options,
             epochs=epochs,
-            patience=self.patience,
+            patience=patience,
             validate_every=int(self.validate_every),
             deadline=deadline,
             on_epoch=on_epoch,
             desc=desc,
         )
+
+    def beta_search_steps(self, n_train_users: int, epochs: int) -> int:
+        """Updates over which the beta search anneals 0 -> 1 (``anneal_cap="auto"``).
+
+        The search run makes ``epochs * ceil(n / batch_size)`` updates; beta reaches 1 at
+        ``BETA_SEARCH_REACH`` of them (update index counted from 0), so the last 20% of
+        the run is at beta = 1.
+        """
+        updates = int(epochs) * -(-int(n_train_users) // int(self.batch_size))
+        return max(1, int(BETA_SEARCH_REACH * (updates - 1)))
 
     def _marginal_bias(self, data: DeviceCSR) -> torch.Tensor:
         """(n_items,) best constant logit per item under the likelihood (``bias_init``)."""
@@ -683,6 +721,7 @@ class AutoEncoder(Recommender):
             extra["training"] = dict(self.training_, updates=self.update_count_, device=self.device_)
         if getattr(self, "beta_", None) is not None:
             extra["beta"] = self.beta_
+            extra["anneal_steps"] = self.anneal_steps_
         if getattr(self, "beta_curve_", None):
             extra["beta_curve"] = self.beta_curve_
             extra["beta_search"] = self.beta_search_
@@ -700,7 +739,8 @@ class AutoEncoder(Recommender):
         if d["variational"]:
             space["anneal_cap"] = trial.suggest_float("anneal_cap", 0.0, 1.0)
         else:
-            space["weight_decay"] = trial.suggest_float("weight_decay", 1e-5, 0.1, log=True)
+            # around the notebook's 2e-5 (two decades each way)
+            space["weight_decay"] = trial.suggest_float("weight_decay", 2e-7, 2e-3, log=True)
         if d["likelihood"] == "gaussian":
             space["c0"] = trial.suggest_float("c0", 0.01, 1.0, log=True)
         return space
@@ -730,7 +770,12 @@ def _variant(reg_name: str, cls_name: str, doc: str, **defaults: Any) -> type[Au
     return cls
 
 
-_DAE = {"variational": False, "hidden_dims": (), "latent_dim": 200, "weight_decay": 0.01}
+#: The notebook's DAE penalty: lam = 0.01 / batch_size through ``l2_regularizer`` (halved) and
+#: added twice, so 2 * (0.01 / 500) / 2 * sum(W^2) = 2e-5 * sum(W^2) on the per-user mean
+#: loss (``VAE_ML20M_WWW2018.ipynb``, ``MultiDAE.build_graph`` and ``dae = MultiDAE(...)``).
+DAE_WEIGHT_DECAY = 2 * (0.01 / 500) / 2
+
+_DAE = {"variational": False, "hidden_dims": (), "latent_dim": 200, "weight_decay": DAE_WEIGHT_DECAY}
 
 MultVAE = _variant(
     "multvae", "MultVAE",
@@ -739,7 +784,7 @@ MultVAE = _variant(
 )
 MultDAE = _variant(
     "multdae", "MultDAE",
-    "Mult-DAE (Liang et al. 2018): [I-200-I], multinomial likelihood, weight decay 0.01.",
+    "Mult-DAE (Liang et al. 2018): [I-200-I], multinomial likelihood, weight penalty 2e-5 * sum(W^2).",
     likelihood="multinomial", **_DAE,
 )
 GaussianVAE = _variant(
