@@ -20,6 +20,8 @@ EPILOG_RUN = """examples:
   python -m benchmark run --models popularity,multvae --dataset ml-100k
   python -m benchmark run --models all --dataset msd --trials 50 --device cuda
   python -m benchmark run --models ease --dataset file:my_clicks.csv --heldout-users 1000
+  python -m benchmark run --models multvae,multdae,ease --dataset ml-100k --seeds 0,1,2
+  python -m benchmark run --models ease,wmf --dataset ml-100k --reference ease --param ease.l2=250
 """
 
 
@@ -127,7 +129,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def parse_params(items: list[str], names: list[str]) -> dict[str, dict]:
-    """``["multvae.anneal_cap=auto", "ease.lambda_=250"]`` -> {model: {param: value}}."""
+    """``["multvae.anneal_cap=auto", "ease.l2=250"]`` -> {model: {param: value}}."""
     out: dict[str, dict] = {}
     for item in items:
         target, eq, raw = item.partition("=")
@@ -152,17 +154,48 @@ def parse_params(items: list[str], names: list[str]) -> dict[str, dict]:
     return out
 
 
+class UsageError(ValueError):
+    """A command-line value that cannot work (exit 2, before anything is fitted)."""
+
+
+def parse_seeds(args: argparse.Namespace) -> list[int]:
+    """``--seeds 0,1,2`` (or ``--seed N``) -> [0, 1, 2]: distinct integers >= 0."""
+    if getattr(args, "seeds", None) is None:
+        seeds = [args.seed]
+    else:
+        seeds = []
+        for part in str(args.seeds).split(","):
+            part = part.strip()
+            try:
+                seeds.append(int(part))
+            except ValueError:
+                raise UsageError(
+                    f"--seeds {args.seeds!r}: {part!r} is not an integer; give a comma-separated "
+                    f"list such as --seeds 0,1,2"
+                ) from None
+    bad = [s for s in seeds if s < 0 or s >= 2**32]
+    if bad or not seeds:
+        raise UsageError(f"seeds must be integers in [0, 2**32), got {bad or seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {args.seeds!r} repeats a seed; give each seed once")
+    return seeds
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import RunConfig, format_table, maybe_report, run
 
     names = registry.resolve(args.models)  # fail fast on unknown names
+    seeds = parse_seeds(args)
+    params = parse_params(args.param, names)
+    if args.reference is not None:
+        registry.get(args.reference)
     split = _split_from_args(args)
     cfg = RunConfig(
         models=args.models,
         dataset=args.dataset,
         data_dir=args.data_dir,
         results_dir=args.results_dir,
-        seed=args.seed,
+        seeds=seeds,
         device=args.device,
         epochs=args.epochs,
         trials=args.trials,
@@ -170,7 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         storage=args.storage,
         force=args.force,
         progress=not args.no_progress,
-        params=parse_params(args.param, names),
+        params=params,
+        reference=args.reference,
     )
     s = split.stats()
     print(
@@ -184,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(format_table([r for r in rows if r["dataset"] == split.meta.get("dataset")]))
     print(f"results: {Path(args.results_dir) / 'results.jsonl'}", file=sys.stderr)
     if not args.no_report:
-        out = maybe_report(args.results_dir, args.report_dir)
+        out = maybe_report(args.results_dir, args.report_dir, reference=args.reference)
         if out:
             print(f"report: {out}", file=sys.stderr)
     if failures:
@@ -196,13 +230,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import tune_command
 
+    args.fixed_params = parse_params(args.param, registry.resolve(args.models))
     return tune_command(args, _split_from_args)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    out = build_report(args.results_dir, args.out)
+    out = build_report(args.results_dir, args.out, reference=args.reference)
     print(f"report written to {out}")
     return 0
 
@@ -237,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--models", required=True, help="comma-separated model names, or all")
         s.add_argument("--results-dir", default="results", help="where rows and arrays go (default ./results)")
         s.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+        s.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                       help="several model seeds, e.g. 0,1,2: every model is fitted once per "
+                       "seed and the report averages over them (overrides --seed)")
+        s.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="MODEL.NAME=VALUE",
+            help="override a hyperparameter (repeatable), e.g. --param multvae.anneal_cap=auto "
+            "--param ease.l2=250; values are JSON (numbers, true/false, lists) or strings; "
+            "tuning keeps it fixed in every trial",
+        )
         s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         s.add_argument("--epochs", type=int, default=None, help="cap epochs of iterative models (quick looks)")
         s.add_argument("--timeout", type=float, default=None, help="tuning time budget per model, seconds")
@@ -255,14 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_opts(s)
     _add_data_args(s)
     s.add_argument("--trials", type=int, default=0, help="tune each model with N Optuna trials first")
-    s.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="MODEL.NAME=VALUE",
-        help="override a hyperparameter (repeatable), e.g. --param multvae.anneal_cap=auto "
-        "--param ease.lambda_=250; values are JSON (numbers, true/false, lists) or strings",
-    )
+    s.add_argument("--reference", default=None, metavar="MODEL",
+                   help="the model the report tests every other model against (default: "
+                   "multvae when present, else the best by validation NDCG@100)")
     s.add_argument("--force", action="store_true", help="rerun models whose results exist")
     s.add_argument("--no-report", action="store_true", help="do not render the report at the end")
     s.add_argument("--report-dir", default="reports", help="where the report goes (default ./reports)")
@@ -277,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_opts(s)
     _add_data_args(s)
     s.add_argument("--trials", type=int, required=True, help="trials per model (in total, across workers)")
-    s.add_argument("--study", default=None, help="study name (default: <dataset>-<model>-<split hash>)")
+    s.add_argument("--study", default=None, help="study name (default: <dataset>-<model>-<split hash>-<config hash>; the config hash covers --param, --epochs, --seed, the suite version and the model source)")
     s.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study")
     s.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
                    help="prune iterative models' poor trials by epoch (default median)")
@@ -286,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="render tables and figures from a results folder")
     s.add_argument("--results-dir", default="results")
     s.add_argument("--out", default="reports", help="output folder (default ./reports)")
+    s.add_argument("--reference", default=None, metavar="MODEL",
+                   help="test every model against this one (default: multvae when present, "
+                   "else the best model by validation NDCG@100, per dataset)")
     s.set_defaults(func=cmd_report)
     return p
 
@@ -297,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DatasetError, registry.UnknownModelError) as exc:
+    except (DatasetError, registry.UnknownModelError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

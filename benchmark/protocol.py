@@ -329,11 +329,15 @@ class Recommender:
         name: registry name (set by ``@register``).
         description: one line shown by ``python -m benchmark models``.
         iterative: True for models trained by epochs (they report validation NDCG@100).
+        epochs_param: the parameter ``--epochs`` caps (default ``epochs``).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     iterative: ClassVar[bool] = False
+    #: The constructor parameter that ``--epochs`` caps (None: ``epochs`` when the model
+    #: has one). Results fitted below it are labelled "capped".
+    epochs_param: ClassVar[str | None] = None
 
     # --- hyperparameters ------------------------------------------------------------------
     @classmethod

@@ -11,8 +11,10 @@ Three ways in, all ending in the same table:
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import warnings
@@ -146,3 +148,44 @@ def resolve(spec: str) -> list[str]:
     for n in names:
         get(n)
     return names
+
+
+#: Modules outside a model's class hierarchy whose code shapes every number it gets.
+_SHARED_SOURCES = ("benchmark.evaluate", "benchmark.training")
+
+
+def model_source_files(cls: type) -> list[str]:
+    """Source files that define ``cls``: every class of its MRO (plugin files included)
+    plus the shared epoch loop and evaluator, sorted and without duplicates."""
+    files: set[str] = set()
+    for k in cls.__mro__:
+        if k is object:
+            continue
+        try:
+            f = inspect.getsourcefile(k)
+        except (TypeError, OSError):
+            f = None
+        if f:
+            files.add(os.path.abspath(f))
+    for mod in _SHARED_SOURCES:
+        f = getattr(importlib.import_module(mod), "__file__", None)
+        if f:
+            files.add(os.path.abspath(f))
+    return sorted(files)
+
+
+def model_source_hash(cls: type) -> str:
+    """sha256 (16 hex digits) of the code of a model: edit its file and the hash changes.
+
+    Part of every run key and study name, so a result is never reused after the code that
+    produced it changed. Hashed by content (not time), file names excluded, so the same
+    code in another checkout gives the same hash.
+    """
+    h = hashlib.sha256()
+    for f in model_source_files(cls):
+        try:
+            data = Path(f).read_bytes()
+        except OSError:
+            data = b"<unreadable>"
+        h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()[:16]

@@ -161,6 +161,22 @@ def git_commit() -> str | None:
 
 
 @lru_cache(maxsize=1)
+def git_dirty() -> bool | None:
+    """True when the checkout the code runs from has uncommitted changes (None: no git)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=here, capture_output=True, text=True, timeout=10,
+        )
+        if out.returncode != 0:
+            return None
+        return bool(out.stdout.strip())
+    except Exception:
+        return None
+
+
+@lru_cache(maxsize=1)
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "machine": platform.machine(),

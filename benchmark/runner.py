@@ -1,12 +1,18 @@
 """The ``run`` job: fit each model, select on validation, evaluate once on test, record.
 
-For every model: parameters are the paper's defaults (or the best of an Optuna study when
-``trials > 0``); the model is fitted on the training users with the validation users for
-model selection (best epoch); then validation and test users are scored from their fold-in
-items. Each (model, part) becomes one row of ``results.jsonl`` plus per-user arrays.
+For every model: parameters are the paper's defaults with the ``--param`` overrides (or the
+best of an Optuna study when ``trials > 0``, overrides fixed in every trial); the model is
+fitted on the training users with the validation users for model selection (best epoch);
+then validation and test users are scored from their fold-in items. Each (model, seed,
+part) becomes one row of ``results.jsonl`` plus per-user arrays.
 
-Resumable: a row's ``run_key`` hashes the dataset, split, model, parameters, seed and
-budget; rerunning the same command skips models whose test row exists (unless ``force``).
+Resumable, never stale: a row's ``run_key`` hashes everything that changes its numbers:
+the dataset and split hash, the model, its parameters after overrides, the effective epoch
+cap, the tuning budget, the seed, the suite's version and the model's source code
+(:func:`benchmark.registry.model_source_hash`, plugin files included). Rerunning the same
+command skips rows whose key exists (unless ``force``); change any of those and the model
+is fitted again. ``config_key`` is the same hash without the seed: the report averages the
+rows of one configuration over seeds.
 """
 
 from __future__ import annotations
@@ -21,21 +27,26 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
+from . import __version__, registry
 from .evaluate import DEFAULT_METRICS, evaluate
 from .protocol import FitOptions, Split
-from .results import ResultStore, git_commit, hardware, run_key, versions
+from .results import ResultStore, git_commit, git_dirty, hardware, run_key, versions
 
 
 @dataclass
 class RunConfig:
-    """Options of one ``run`` invocation (see ``python -m benchmark run --help``)."""
+    """Options of one ``run`` invocation (see ``python -m benchmark run --help``).
+
+    ``seeds``: model seeds; each model is fitted once per seed (``--seeds 0,1,2``).
+    ``reference``: the model the report tests every other model against (None: multvae
+    when present, else the best by validation NDCG@100).
+    """
 
     models: str = "popularity"
     dataset: str = "synthetic"
     data_dir: str | None = None
     results_dir: str = "results"
-    seed: int = 0
+    seeds: Sequence[int] = (0,)
     device: str = "auto"
     epochs: int | None = None
     trials: int = 0
@@ -47,6 +58,46 @@ class RunConfig:
     report_dir: str = "reports"
     metrics: Sequence[str] = DEFAULT_METRICS
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reference: str | None = None
+
+
+def epoch_budget(cls: type, params: dict[str, Any], cap: int | None) -> dict[str, Any] | None:
+    """The epochs a fit will run at most: the model's own, capped by ``--epochs``.
+
+    Returns:
+        None for models without an epoch count (``--epochs`` does not apply), else
+        ``{"param", "model", "cap", "effective", "capped"}`` where ``capped`` is True when
+        the cap cut the model's own count (a result to be labelled, not a full run).
+    """
+    name = getattr(cls, "epochs_param", None) or "epochs"
+    own = params.get(name)
+    if isinstance(own, bool) or not isinstance(own, int):
+        return None
+    effective = own if cap is None else min(own, int(cap))
+    return {"param": name, "model": own, "cap": cap, "effective": effective,
+            "capped": effective < own}
+
+
+def config_key(
+    *,
+    dataset: str,
+    split_hash: str,
+    model: str,
+    params: dict[str, Any],
+    epochs: int | None,
+    trials: int,
+    source: str,
+) -> str:
+    """Hash of one configuration (everything that changes a number, except the seed)."""
+    return run_key(
+        dataset=dataset, split_hash=split_hash, model=model, params=params, epochs=epochs,
+        trials=trials, version=__version__, source=source,
+    )
+
+
+def seed_run_key(config: str, seed: int) -> str:
+    """The run key of one seed of a configuration (what ``run`` skips when present)."""
+    return run_key(config=config, seed=int(seed))
 
 
 def log(msg: str) -> None:
@@ -87,6 +138,7 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
     done = {(r.get("run_key"), r.get("part")): r for r in store.rows(warn=False)}
     stats = split.stats()
     dataset = split.meta.get("dataset", cfg.dataset)
+    seeds = [int(s) for s in cfg.seeds]
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     for name in names:
@@ -95,24 +147,29 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
         if reason:
             log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
             continue
+        overrides = dict(cfg.params.get(name, {}))
         params = dict(cls.default_params(dataset))
-        params.update(cfg.params.get(name, {}))
-        key = run_key(
-            dataset=dataset,
-            split_hash=split.split_hash,
-            model=name,
-            params=params,
-            seed=cfg.seed,
-            epochs=cfg.epochs,
-            trials=cfg.trials,
+        params.update(overrides)
+        budget = epoch_budget(cls, params, cfg.epochs)
+        source = registry.model_source_hash(cls)
+        config = config_key(
+            dataset=dataset, split_hash=split.split_hash, model=name, params=params,
+            epochs=budget["effective"] if budget else None, trials=cfg.trials, source=source,
         )
-        if not cfg.force and (key, "test") in done and (key, "valid") in done:
-            log(f"[{name}] already done (run_key {key}); skipping; use --force to run it again")
-            rows += [done[(key, "valid")], done[(key, "test")]]
+        todo = []
+        for seed in seeds:
+            key = seed_run_key(config, seed)
+            if not cfg.force and (key, "test") in done and (key, "valid") in done:
+                log(f"[{name}] seed {seed} already done (run_key {key}); skipping; use --force "
+                    f"to run it again")
+                rows += [done[(key, "valid")], done[(key, "test")]]
+            else:
+                todo.append(seed)
+        if not todo:
             continue
-        try:
-            tuning_info: dict[str, Any] = {}
-            if cfg.trials > 0:
+        tuning_info: dict[str, Any] = {}
+        if cfg.trials > 0:
+            try:
                 from .tuning import tune_model
 
                 best, tuning_info = tune_model(
@@ -122,92 +179,151 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
                     timeout=cfg.timeout,
                     storage=cfg.storage,
                     results_dir=cfg.results_dir,
-                    seed=cfg.seed,
+                    seed=seeds[0],
                     device=cfg.device,
                     epochs=cfg.epochs,
                     progress=cfg.progress,
+                    fixed_params=overrides,
                 )
-                params.update(best)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                _failed(failures, name, exc)
+                continue
+            params.update(best)
+            params.update(overrides)
+        for seed in todo:
+            key = seed_run_key(config, seed)
             options = FitOptions(
-                seed=cfg.seed,
+                seed=seed,
                 device=cfg.device,
                 epochs=cfg.epochs,
                 progress=cfg.progress,
                 dataset=dataset,
             )
-            np.random.seed(cfg.seed)
-            log(f"[{name}] fitting on {split.train.shape[0]:,} users x {split.n_items:,} items ...")
-            model, fit_seconds, evals = fit_and_evaluate(
-                name, params, split, options, metrics=cfg.metrics
-            )
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # one model failing must not lose the others
-            failures.append(f"{name}: {exc}")
-            log(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
-            if "--debug" in sys.argv:
-                traceback.print_exc()
-            continue
-        extra = model.results_extra()
-        for part in ("valid", "test"):
-            ev = evals[part]
-            row_id = f"{key}-{part}"
-            store.save_arrays(row_id, ev.arrays())
-            row = {
-                "id": row_id,
+            label = name if len(seeds) == 1 else f"{name} seed {seed}"
+            try:
+                np.random.seed(seed)
+                log(f"[{label}] fitting on {split.train.shape[0]:,} users x {split.n_items:,} "
+                    f"items ...")
+                model, fit_seconds, evals = fit_and_evaluate(
+                    name, params, split, options, metrics=cfg.metrics
+                )
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one model failing must not lose the others
+                _failed(failures, label, exc)
+                continue
+            final = model.get_params()
+            common = {
                 "run_key": key,
+                "config_key": config,
                 "dataset": dataset,
                 "model": name,
-                "part": part,
-                "metrics": ev.mean(),
-                "sem": ev.sem(),
-                "n_users": ev.n_users,
-                "n_excluded": ev.n_excluded,
-                "params": model.get_params(),
-                "seed": cfg.seed,
+                "params": final,
+                "overrides": overrides,
+                "seed": seed,
+                "epochs": epoch_budget(cls, final, cfg.epochs),
                 "epochs_cap": cfg.epochs,
                 "fit_seconds": fit_seconds,
-                "score_seconds": ev.seconds,
                 "split_hash": split.split_hash,
                 "split_seed": split.meta.get("seed"),
                 "device": options.resolve_device(),
+                "suite_version": __version__,
+                "source_hash": source,
                 "versions": versions(),
                 "git_commit": git_commit(),
+                "git_dirty": git_dirty(),
                 "hardware": hardware(),
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "arrays": f"arrays/{row_id}.npz",
             }
             if tuning_info:
-                row["tuning"] = tuning_info
+                common["tuning"] = tuning_info
+            extra = model.results_extra()
             if extra:
-                row["extra"] = extra
-            store.append(row)
-            rows.append(row)
-        m = evals["test"].mean()
-        log(
-            f"[{name}] test NDCG@100 {m['ndcg@100']:.4f}  Recall@20 {m['recall@20']:.4f}  "
-            f"Recall@50 {m['recall@50']:.4f}  (fit {fit_seconds:.1f} s)"
-        )
+                common["extra"] = extra
+            for part in ("valid", "test"):
+                ev = evals[part]
+                row_id = f"{key}-{part}"
+                store.save_arrays(row_id, ev.arrays())
+                row = dict(
+                    common,
+                    id=row_id,
+                    part=part,
+                    metrics=ev.mean(),
+                    sem=ev.sem(),
+                    n_users=ev.n_users,
+                    n_excluded=ev.n_excluded,
+                    score_seconds=ev.seconds,
+                    arrays=f"arrays/{row_id}.npz",
+                )
+                store.append(row)
+                rows.append(row)
+            m = evals["test"].mean()
+            capped = common["epochs"] and common["epochs"]["capped"]
+            log(
+                f"[{label}] test NDCG@100 {m['ndcg@100']:.4f}  Recall@20 {m['recall@20']:.4f}  "
+                f"Recall@50 {m['recall@50']:.4f}  (fit {fit_seconds:.1f} s"
+                + (f", capped at {common['epochs']['effective']} epochs" if capped else "")
+                + ")"
+            )
     return rows, failures
 
 
+def _failed(failures: list[str], label: str, exc: BaseException) -> None:
+    failures.append(f"{label}: {exc}")
+    log(f"[{label}] FAILED: {type(exc).__name__}: {exc}")
+    if "--debug" in sys.argv:
+        traceback.print_exc()
+
+
+def row_label(row: dict[str, Any]) -> str:
+    """The model's name, with ``[capped at N epochs]`` when ``--epochs`` cut its own count."""
+    cap = capped_epochs(row)
+    return str(row["model"]) + (f" [capped at {cap} epochs]" if cap is not None else "")
+
+
+def capped_epochs(row: dict[str, Any]) -> int | None:
+    """The effective epochs of a row fitted below the model's own count, else None.
+
+    Rows written before the ``epochs`` record are judged from ``epochs_cap`` and the
+    ``epochs`` parameter, so they are labelled too.
+    """
+    e = row.get("epochs")
+    if isinstance(e, dict):
+        return int(e["effective"]) if e.get("capped") else None
+    cap = row.get("epochs_cap")
+    own = (row.get("params") or {}).get("epochs")
+    if isinstance(cap, int) and isinstance(own, int) and not isinstance(own, bool) and cap < own:
+        return cap
+    return None
+
+
 def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
-    """A plain-text table of test metrics (mean ± s.e.) with validation NDCG@100."""
-    by_model: dict[str, dict[str, dict]] = {}
+    """A plain-text table of test metrics with validation NDCG@100, one line per model.
+
+    One seed: mean ± s.e. over users. Several seeds: the mean over seeds ± the standard
+    deviation over seeds (the report adds the s.e. over users of the per-user means).
+    """
+    by_model: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
-        by_model.setdefault(r["model"], {})[r["part"]] = r
-    header = ["model", "valid ndcg@100"] + [f"test {m}" for m in metrics] + ["fit s"]
+        by_model.setdefault(row_label(r), {}).setdefault(r["part"], []).append(r)
+    header = ["model", "seeds", "valid ndcg@100"] + [f"test {m}" for m in metrics] + ["fit s"]
     lines = []
     for model, parts in by_model.items():
-        test = parts.get("test", {})
-        valid = parts.get("valid", {})
-        cells = [model, _fmt(valid.get("metrics", {}).get("ndcg@100"))]
+        test, valid = parts.get("test", []), parts.get("valid", [])
+        cells = [model, str(len(test)), _fmt(_mean(valid, "ndcg@100"))]
         for m in metrics:
-            cells.append(_fmt(test.get("metrics", {}).get(m), test.get("sem", {}).get(m)))
-        fs = test.get("fit_seconds")
-        cells.append(f"{fs:.1f}" if isinstance(fs, (int, float)) else "")
+            if len(test) > 1:
+                vals = [r["metrics"][m] for r in test if isinstance((r.get("metrics") or {}).get(m), (int, float))]
+                sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+                cells.append(_fmt(_mean(test, m), sd, "sd"))
+            else:
+                cells.append(_fmt(_mean(test, m), test[0].get("sem", {}).get(m) if test else None))
+        fs = [r["fit_seconds"] for r in test if isinstance(r.get("fit_seconds"), (int, float))]
+        cells.append(f"{np.mean(fs):.1f}" if fs else "")
         lines.append(cells)
-    lines.sort(key=lambda c: c[1 + len(metrics)], reverse=True)
+    lines.sort(key=lambda c: c[2 + len(metrics)], reverse=True)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     out = [" | ".join(h.ljust(w) for h, w in zip(header, widths))]
     out.append("-+-".join("-" * w for w in widths))
@@ -215,20 +331,28 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_ME
     return "\n".join(out)
 
 
-def _fmt(mean: Any, sem: Any = None) -> str:
+def _mean(rows: list[dict[str, Any]], metric: str) -> float | None:
+    vals = [r["metrics"][metric] for r in rows
+            if isinstance((r.get("metrics") or {}).get(metric), (int, float))]
+    return float(np.mean(vals)) if vals else None
+
+
+def _fmt(mean: Any, sem: Any = None, what: str = "") -> str:
     if not isinstance(mean, (int, float)):
         return "-"
-    return f"{mean:.4f}" + (f" ± {sem:.4f}" if isinstance(sem, (int, float)) else "")
+    return f"{mean:.4f}" + (f" ± {sem:.4f}{' ' + what if what else ''}" if isinstance(sem, (int, float)) else "")
 
 
-def maybe_report(results_dir: str | Path, out_dir: str | Path) -> Path | None:
+def maybe_report(
+    results_dir: str | Path, out_dir: str | Path, *, reference: str | None = None
+) -> Path | None:
     """Render the report when the report package is available; never fail the run."""
     try:
         from .report import build_report
     except ImportError:
         return None
     try:
-        return build_report(results_dir, out_dir)
+        return build_report(results_dir, out_dir, reference=reference)
     except Exception as exc:  # the numbers are safe in results/; the report can be redone
         log(f"report: could not render ({type(exc).__name__}: {exc}); rerun `python -m benchmark report`")
         return None

@@ -84,9 +84,29 @@ def log(msg: str) -> None:
 
 
 # --- names and storage ----------------------------------------------------------------------
-def study_name_for(dataset: str, model: str, split_hash: str) -> str:
-    """The default study name, ``<dataset>-<model>-<split hash>``."""
-    return f"{dataset}-{model}-{split_hash}"
+def study_name_for(dataset: str, model: str, split_hash: str, config: str | None = None) -> str:
+    """The default study name, ``<dataset>-<model>-<split hash>[-<config hash>]``.
+
+    ``config`` (see :func:`study_config_hash`) changes with anything else that changes a
+    trial's number, so a study is never resumed with stale trials.
+    """
+    name = f"{dataset}-{model}-{split_hash}"
+    return f"{name}-{config}" if config else name
+
+
+def study_config_hash(
+    cls: type, *, fixed_params: dict[str, Any], epochs: int | None, seed: int
+) -> str:
+    """Hash (8 hex digits) of what a study's trials depend on besides their parameters:
+    the fixed ``--param`` overrides, the epoch cap, the seed, the suite's version and the
+    model's source code."""
+    from . import __version__
+    from .results import run_key
+
+    return run_key(
+        fixed=fixed_params, epochs=epochs, seed=seed, version=__version__,
+        source=registry.model_source_hash(cls),
+    )[:8]
 
 
 def default_storage(results_dir: str | os.PathLike) -> str:
@@ -284,9 +304,34 @@ def probe_space(cls: type) -> list[str]:
     return list(trial.params)
 
 
-def enqueued_defaults(cls: type, dataset: str | None, names: list[str]) -> dict[str, Any]:
-    """The paper defaults for the suggested parameter names (JSON scalars only)."""
-    defaults = cls.default_params(dataset)
+def sampler_fixed(cls: type, fixed_params: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that name a parameter of the search space with a value it can take
+    (those are pinned in the sampler; the others are set on the model after sampling)."""
+    if not fixed_params:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = probe.ask()
+        cls.search_space(trial)
+    out = {}
+    for k, v in fixed_params.items():
+        dist = trial.distributions.get(k)
+        if dist is None:
+            continue
+        try:
+            if dist._contains(dist.to_internal_repr(v)):
+                out[k] = v
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def enqueued_defaults(
+    cls: type, dataset: str | None, names: list[str], fixed_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The paper defaults (with the overrides) for the suggested names (JSON scalars only)."""
+    defaults = {**cls.default_params(dataset), **(fixed_params or {})}
     return {
         k: defaults[k]
         for k in names
@@ -341,8 +386,10 @@ def _make_objective(
     epochs: int | None,
     threads: int | None,
     deadline: float | None,
+    fixed_params: dict[str, Any] | None = None,
 ) -> Callable[[optuna.Trial], float]:
-    defaults = cls.default_params(dataset)
+    fixed = dict(fixed_params or {})
+    defaults = {**cls.default_params(dataset), **fixed}
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
@@ -378,6 +425,7 @@ def _make_objective(
         try:
             params = dict(defaults)
             params.update(cls.search_space(trial))
+            params.update(fixed)  # --param overrides hold in every trial
             trial.set_user_attr("params", _jsonable(params))
             twin = _finished_twin(trial)
             if twin is not None:  # same parameters as a finished trial: same (seeded) fit
@@ -443,6 +491,7 @@ def _run_worker(
     threads: int | None,
     worker_index: int,
     n_startup: int,
+    fixed_params: dict[str, Any] | None = None,
 ) -> None:
     """Run trials of one study until it holds ``budget`` trials (or ``timeout`` passes)."""
     _quiet_optuna()
@@ -455,6 +504,9 @@ def _run_worker(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=seed + worker_index, n_startup_trials=n_startup)
+        pinned = sampler_fixed(cls, fixed_params or {})
+        if pinned:  # overridden parameters of the search space are not searched
+            sampler = optuna.samplers.PartialFixedSampler(pinned, sampler)
     study = BudgetStudy(
         study_name,
         storage,
@@ -475,6 +527,7 @@ def _run_worker(
         epochs=epochs,
         threads=threads,
         deadline=deadline,
+        fixed_params=fixed_params,
     )
 
     def report(study_: optuna.Study, t: FrozenTrial) -> None:
@@ -568,6 +621,7 @@ def tune_model(
     workers: int = 1,
     pruner: str | optuna.pruners.BasePruner = "median",
     wait_for_running: bool = True,
+    fixed_params: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Tune one model on validation NDCG@100; resume the study if it exists.
 
@@ -585,11 +639,14 @@ def tune_model(
         epochs: cap on epochs of iterative models (also scales the pruner's warm-up).
         progress: unused by the trials (their fits run without progress bars); kept for
             the ``run`` interface.
-        study_name: default ``<dataset>-<model>-<split hash>``.
+        study_name: default ``<dataset>-<model>-<split hash>-<config hash>``, the
+            config hash covering the overrides, epoch cap, seed, suite version and the
+            model's source (:func:`study_config_hash`).
         workers: local worker processes (spawned) sharing the study.
         pruner: ``median``, ``hyperband``, ``none`` or an Optuna pruner.
         wait_for_running: at the end, wait for trials other workers are still running
             (failing those whose heartbeat went stale) so the best trial is final.
+        fixed_params: constructor parameters held fixed in every trial (``--param``).
 
     Returns:
         (best constructor params, info) where info holds the study name, storage (no
@@ -610,7 +667,11 @@ def tune_model(
     cls = registry.get(name)
     dataset = split.meta.get("dataset")
     split_hash = split.split_hash
-    study_name = study_name or study_name_for(str(dataset), name, split_hash)
+    fixed = dict(fixed_params or {})
+    study_name = study_name or study_name_for(
+        str(dataset), name, split_hash,
+        study_config_hash(cls, fixed_params=fixed, epochs=epochs, seed=seed),
+    )
     url = normalize_url(storage) if storage else default_storage(results_dir)
     safe_url = redact_url(url)
 
@@ -618,7 +679,7 @@ def tune_model(
     budget = trials if names else 1
     if not names:
         log(f"[{name}] has no search space: one trial with its defaults")
-    defaults = enqueued_defaults(cls, dataset, names)
+    defaults = enqueued_defaults(cls, dataset, names, fixed)
     max_epochs = epochs
     model_epochs = cls.default_params(dataset).get("epochs")
     if isinstance(model_epochs, int) and not isinstance(model_epochs, bool):
@@ -640,6 +701,7 @@ def tune_model(
             "objective": "validation ndcg@100",
             "epochs": epochs,
             "seed": seed,
+            "fixed_params": _jsonable(fixed),
         }.items():
             if k not in attrs:
                 study.set_user_attr(k, v)
@@ -670,6 +732,7 @@ def tune_model(
         pruner=pruner_obj,
         threads=threads,
         n_startup=n_startup,
+        fixed_params=fixed,
     )
     if workers == 1:
         _run_worker(name, split, worker_index=0, **kwargs)
@@ -691,7 +754,9 @@ def tune_model(
         )
     best = next(t for t in study.get_trials(deepcopy=False) if t.number == info["best_trial"])
     best_params = params_of(cls, best.params) if names else {}
+    best_params.update(fixed)
     info["best_params"] = _jsonable(best_params)
+    info["fixed_params"] = _jsonable(fixed)
     return best_params, info
 
 
@@ -870,6 +935,7 @@ def tune_command(args: Any, split_loader: Callable[[Any], Split]) -> int:
                 study_name=study,
                 workers=workers,
                 pruner=pruner,
+                fixed_params=getattr(args, "fixed_params", {}).get(name, {}),
             )
         except KeyboardInterrupt:
             raise

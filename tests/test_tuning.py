@@ -124,7 +124,14 @@ def synth_dir(tmp_path_factory) -> Path:
 
 
 def _load(results_dir: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=default_storage(results_dir))
+    """The study ``name``, or the one study named ``name-<config hash>`` (default names)."""
+    storage = default_storage(results_dir)
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        matches = [n for n in names if n.startswith(name + "-")]
+        if len(matches) == 1:
+            name = matches[0]
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _env(plugins: Path | None = None, **extra: str) -> dict[str, str]:
@@ -154,6 +161,27 @@ def test_names_and_storage(tmp_path):
         )
     for url in ("postgresql+psycopg2://u@h/db", "sqlite:////tmp/x.db", "mysql+pymysql://u@h/db"):
         assert normalize_url(url) == url
+
+
+def test_param_overrides_reach_every_trial_and_name_the_study(toy, planted_split, tmp_path):
+    _, plain = tune_model("toy-iter", planted_split, trials=3, results_dir=tmp_path, seed=1)
+    best, info = tune_model("toy-iter", planted_split, trials=4, results_dir=tmp_path, seed=1,
+                            fixed_params={"weight": 0.3, "epochs": 2})
+    assert info["study"] != plain["study"]  # overrides are part of the study's name
+    trials = _load(tmp_path, info["study"]).get_trials()
+    assert len(trials) == 4
+    for t in trials:
+        assert t.user_attrs["params"]["weight"] == 0.3  # in the search space: pinned
+        assert t.user_attrs["params"]["epochs"] == 2  # not in it: set on the model
+        assert t.params["weight"] == 0.3
+        if t.intermediate_values:  # fitted (not a duplicate of a finished trial)
+            assert max(t.intermediate_values) == 2  # the fits ran 2 epochs, not 4
+    assert max(trials[0].intermediate_values) == 2
+    assert best["weight"] == 0.3 and best["epochs"] == 2
+    assert info["fixed_params"] == {"weight": 0.3, "epochs": 2}
+    # another seed is another study (the seed changes every trial's number)
+    _, other = tune_model("toy-iter", planted_split, trials=1, results_dir=tmp_path, seed=2)
+    assert other["study"] != plain["study"]
 
 
 def test_bad_arguments_are_refused(planted_split, tmp_path):
@@ -186,7 +214,7 @@ def test_defaults_first_then_tpe_and_best_params(toy, planted_split, tmp_path):
     assert info["best_value"] >= info["default_value"]
     assert best == {"quality": study.best_params["quality"], "weight": study.best_params["weight"]}
     assert info["trials_run"] == 5 and info["complete"] + info["pruned"] + info["failed"] == 5
-    assert info["study"] == study_name_for("planted", "toy-iter", planted_split.split_hash)
+    assert info["study"].startswith(study_name_for("planted", "toy-iter", planted_split.split_hash) + "-")
     # Every trial ran on the validation users, epoch by epoch.
     assert set(first.intermediate_values) == {1, 2, 3, 4}
 

@@ -168,6 +168,8 @@ class _StopALS(Exception):
 class WMF(Recommender):
     """WMF (Hu et al. 2008) by implicit's ALS; held-out users by an exact least-squares fold-in."""
 
+    epochs_param = "iterations"  # --epochs caps the ALS sweeps
+
     def __init__(
         self,
         factors: int = 100,
