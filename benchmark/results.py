@@ -55,6 +55,30 @@ def run_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def row_label(row: dict[str, Any]) -> str:
+    """The model's name, with ``[capped at N epochs]`` when ``--epochs`` cut its own count."""
+    cap = capped_epochs(row)
+    return str(row["model"]) + (f" [capped at {cap} epochs]" if cap is not None else "")
+
+
+def capped_epochs(row: dict[str, Any]) -> int | None:
+    """The effective epochs of a row fitted below the model's own count, else None.
+
+    Rows written before the ``epochs`` record are judged from ``epochs_cap`` and the
+    ``epochs`` parameter, so they are labelled too.
+    """
+    e = row.get("epochs")
+    if isinstance(e, dict):
+        eff = e.get("effective")
+        return int(eff) if e.get("capped") and isinstance(eff, int) else None
+    cap = row.get("epochs_cap")
+    params = row.get("params")
+    own = params.get("epochs") if isinstance(params, dict) else None
+    if isinstance(cap, int) and isinstance(own, int) and not isinstance(own, bool) and cap < own:
+        return cap
+    return None
+
+
 class ResultStore:
     """A results folder: append rows, save arrays, read both back."""
 

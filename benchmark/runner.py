@@ -30,7 +30,7 @@ import numpy as np
 from . import __version__, registry
 from .evaluate import DEFAULT_METRICS, evaluate
 from .protocol import FitOptions, Split
-from .results import ResultStore, git_commit, git_dirty, hardware, run_key, versions
+from .results import ResultStore, git_commit, git_dirty, hardware, row_label, run_key, versions
 
 
 @dataclass
@@ -275,28 +275,6 @@ def _failed(failures: list[str], label: str, exc: BaseException) -> None:
     log(f"[{label}] FAILED: {type(exc).__name__}: {exc}")
     if "--debug" in sys.argv:
         traceback.print_exc()
-
-
-def row_label(row: dict[str, Any]) -> str:
-    """The model's name, with ``[capped at N epochs]`` when ``--epochs`` cut its own count."""
-    cap = capped_epochs(row)
-    return str(row["model"]) + (f" [capped at {cap} epochs]" if cap is not None else "")
-
-
-def capped_epochs(row: dict[str, Any]) -> int | None:
-    """The effective epochs of a row fitted below the model's own count, else None.
-
-    Rows written before the ``epochs`` record are judged from ``epochs_cap`` and the
-    ``epochs`` parameter, so they are labelled too.
-    """
-    e = row.get("epochs")
-    if isinstance(e, dict):
-        return int(e["effective"]) if e.get("capped") else None
-    cap = row.get("epochs_cap")
-    own = (row.get("params") or {}).get("epochs")
-    if isinstance(cap, int) and isinstance(own, int) and not isinstance(own, bool) and cap < own:
-        return cap
-    return None
 
 
 def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:

@@ -71,8 +71,10 @@ def add_row(
     write_arrays: bool = True,
     metrics_override: dict | None = None,
     n_line: int = 0,
+    tag: str = "",
+    more: dict | None = None,
 ) -> dict:
-    row_id = f"{dataset}-{model}-{split_hash[:4]}-s{seed}-{part}"
+    row_id = f"{dataset}-{model}{tag}-{split_hash[:4]}-s{seed}-{part}"
     mean, sem = _metrics(arrays) if arrays is not None else ({}, {})
     if metrics_override is not None:
         mean = metrics_override
@@ -99,6 +101,8 @@ def add_row(
         "timestamp": f"2025-01-0{1 + n_line % 9}T10:00:00+0000",
         "arrays": f"arrays/{row_id}.npz",
     }
+    if more:
+        row.update(more)
     if extra:
         row["extra"] = extra
     if tuning:
@@ -214,10 +218,10 @@ def test_table_content(fixed_report):
     md = (out / "tables.md").read_text(encoding="utf-8")
     assert msgs == []  # a clean folder gives no warnings
     # best NDCG@100 (multvae) in bold; multdae and popularity are significantly worse
-    vae_line = next(line for line in md.splitlines() if line.startswith("| multvae |"))
+    vae_line = next(line for line in md.splitlines() if line.startswith("| multvae (reference) |"))
     assert vae_line.count("**") >= 2
     dae_line = next(line for line in md.splitlines() if line.startswith("| multdae |"))
-    assert "\u2020\u2021" in dae_line
+    assert "\u25bc\u2020\u2021" in dae_line  # worse than the reference, both tests
     # published reference rows with sources and the difference for mapped models
     assert "*Mult-VAE^PR, Liang et al. 2018 [V]*" in md
     assert "Δ" in md and "EASE^R, Steck 2019 [P]" in md
@@ -268,8 +272,8 @@ def test_significance_matches_scipy(fixed_report):
             expected[i] = running
         np.testing.assert_allclose(got, expected)
     by = {(c.model, c.metric): c for c in comps}
-    assert by[("multdae", "ndcg@100")].marks == "\u2020\u2021"
-    assert by[("popularity", "ndcg@100")].marks == "\u2020\u2021"
+    assert by[("multdae", "ndcg@100")].marks == "\u25bc\u2020\u2021"  # worse than multvae
+    assert by[("popularity", "ndcg@100")].marks == "\u25bc\u2020\u2021"
 
 
 def test_holm_small_cases():

@@ -5,7 +5,8 @@ beside it (so it works for any model, plugins included) and writes::
 
     out_dir/
       tables.md        the paper's Table 2 per dataset (mean (s.e.), best in bold, published
-                       rows with differences), significance against Mult-VAE, provenance
+                       rows with differences), significance against a reference model
+                       (Mult-VAE by default), average ranks across datasets, provenance
       tables.tex       the result and significance tables for LaTeX (booktabs)
       index.html       one self-contained page: tables, figures (embedded), provenance
       figures/*.png    the figures, and the same as *.svg
@@ -25,12 +26,16 @@ from pathlib import Path
 from .figures import FigureInfo, make_figures
 from .html import render_html
 from .load import Notes, ReportData, ReportWarning, load_results
+from .ranks import critical_difference, nemenyi_q, rank_analysis
 from .stats import Significance, holm, paired_tests, significance
 from .tables import Table, build_tables, render_latex, render_markdown
 
 __all__ = [
     "ReportWarning",
     "build_report",
+    "critical_difference",
+    "nemenyi_q",
+    "rank_analysis",
     "holm",
     "load_results",
     "paired_tests",
@@ -51,6 +56,7 @@ def build_report(
     out_dir: str | os.PathLike = "reports",
     *,
     figures: bool = True,
+    reference: str | None = None,
 ) -> Path:
     """Render the report of a results folder.
 
@@ -58,6 +64,8 @@ def build_report(
         results_dir: folder with ``results.jsonl`` (and ``arrays/``, ``optuna.db``).
         out_dir: where the report goes (created).
         figures: draw the figures (PNG + SVG); False for tables only.
+        reference: the model every other model is tested against (default per dataset:
+            multvae when present, else the best by validation NDCG@100).
 
     Returns:
         the path of ``index.html``.
@@ -66,10 +74,11 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     notes = Notes()
     data: ReportData = load_results(results_dir, notes)
-    sig: Significance = significance(data)
-    tables: list[Table] = build_tables(data, sig)
+    sig: Significance = significance(data, reference=reference)
+    ranks = rank_analysis(data)
+    tables: list[Table] = build_tables(data, sig, ranks)
     fig_dir = out / "figures"
-    figs: list[FigureInfo] = make_figures(data, fig_dir) if figures else []
+    figs: list[FigureInfo] = make_figures(data, fig_dir, ranks) if figures else []
     warns = list(notes.messages)
     _write(out / "tables.md", render_markdown(data, tables, warns, figs))
     _write(out / "tables.tex", render_latex(data, tables, warns))

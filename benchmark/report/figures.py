@@ -6,7 +6,8 @@
 - ``beta``: validation NDCG@100 against the KL weight beta (``extra.beta_curve``, Figure 1);
 - ``likelihood``: multinomial / Gaussian / logistic x VAE / DAE (the paper's Table 3 models);
 - ``tuning``: Optuna trial history and parameter importance per tuned model;
-- ``time``: test NDCG@100 against training time.
+- ``time``: test NDCG@100 against training time;
+- ``cd``: with 3 or more datasets, Demšar's critical-difference diagram of average ranks.
 
 Figures use the main split of each dataset (the one with the most models). Files are
 deterministic for the same results (fixed SVG hash salt, no dates in the metadata).
@@ -24,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from .load import BASELINE, METRIC_LABELS, TABLE_METRICS, ReportData, number
+from .ranks import RankAnalysis, model_entries
 from .stats import ALPHA, holm, match_users, paired_tests, quintile_groups
 from .tables import slug
 
-FIG_PREFIXES = ("quintiles-", "epochs-", "beta-", "likelihood-", "tuning-", "time-")
+FIG_PREFIXES = ("quintiles-", "epochs-", "beta-", "likelihood-", "tuning-", "time-", "cd-")
 LIKELIHOOD_MODELS: dict[tuple[str, str], str] = {
     ("multinomial", "VAE"): "multvae",
     ("gaussian", "VAE"): "gaussian-vae",
@@ -86,8 +88,7 @@ def model_colors(models: list[str]) -> dict[str, Any]:
 
 
 def _main_rows(data: ReportData, dataset: str, part: str = "test") -> list[dict[str, Any]]:
-    main = data.main_split(dataset, part)
-    rows = [r for r in data.part_rows(dataset, part) if r["split_hash"] == main]
+    rows = list(model_entries(data, dataset, part).values())
 
     def key(r: dict[str, Any]) -> tuple:
         v = number(r["metrics"].get("ndcg@100"))
@@ -480,7 +481,53 @@ def tuning_figures(data: ReportData, dataset: str, out: Path, colors: dict) -> l
 
 
 # --- all --------------------------------------------------------------------------------------
-def make_figures(data: ReportData, out_dir: Path) -> list[FigureInfo]:
+def cd_figure(ranks: RankAnalysis, out: Path, metric: str = "ndcg@100") -> FigureInfo | None:
+    """Demšar's critical-difference diagram of the average ranks on one metric."""
+    res = next((r for r in ranks.results if r.metric == metric), None)
+    if res is None:
+        return None
+    k = len(res.models)
+    order = list(np.argsort(res.avg_ranks, kind="stable"))
+    cliques = res.cliques()
+    fig = _figure(7.0, 1.6 + 0.22 * k + 0.12 * len(cliques))
+    ax = fig.add_subplot()
+    ax.set_xlim(k + 0.3, 0.7)  # rank 1 (best) on the right, as in Demšar's figures
+    top = 1.0
+    ax.hlines(top, 1, k, color="black", lw=1)
+    for t in range(1, k + 1):
+        ax.vlines(t, top, top + 0.06, color="black", lw=1)
+        ax.text(t, top + 0.1, str(t), ha="center", va="bottom", fontsize=8)
+    half = (k + 1) // 2
+    for pos, j in enumerate(order):
+        r = float(res.avg_ranks[j])
+        best_half = pos < half
+        y = top - 0.22 * ((pos if best_half else k - 1 - pos) + 1)
+        x_text = 0.75 if best_half else k + 0.25
+        ax.plot([r, r, x_text], [top, y, y], color="black", lw=0.8)
+        ax.text(x_text, y, f"{res.models[j]} ({r:.2f})", ha="left" if best_half else "right",
+                va="center", fontsize=8)
+    for i, group in enumerate(cliques):
+        rs = [float(res.avg_ranks[res.models.index(m)]) for m in group]
+        y = top - 0.08 - 0.1 * i
+        ax.hlines(y, min(rs) - 0.03, max(rs) + 0.03, color="black", lw=3)
+    ax.hlines(top + 0.35, 1, 1 + res.cd, color="black", lw=1.2)
+    ax.text(1 + res.cd / 2, top + 0.38, f"CD = {res.cd:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(top - 0.22 * (half + 1), top + 0.55)
+    ax.axis("off")
+    label = METRIC_LABELS.get(metric, metric)
+    name = f"cd-{slug(metric)}"
+    png, svg = _save(fig, out, name)
+    caption = (
+        f"Average rank of each model on test {label} over {len(res.datasets)} datasets "
+        f"({', '.join(res.datasets)}; 1 = best, on the right). Models joined by a thick bar are "
+        f"not significantly different by the Nemenyi test (alpha {res.alpha}); CD = "
+        f"{res.cd:.3f} is the critical difference (Demšar 2006). Friedman p = "
+        f"{res.friedman_p:.3g}."
+    )
+    return FigureInfo(name, f"Critical-difference diagram, {label}", caption, png, svg, "all")
+
+
+def make_figures(data: ReportData, out_dir: Path, ranks: RankAnalysis | None = None) -> list[FigureInfo]:
     """Draw every figure the results allow into ``out_dir`` (old report figures are removed).
 
     A figure that fails is skipped with a warning; the others are still drawn.
@@ -512,4 +559,11 @@ def make_figures(data: ReportData, out_dir: Path) -> list[FigureInfo]:
                 figs += res
             elif res is not None:
                 figs.append(res)
+    if ranks is not None:
+        try:
+            cd = cd_figure(ranks, out_dir)
+            if cd is not None:
+                figs.append(cd)
+        except Exception as exc:
+            data.notes.warn(f"figure 'critical difference' could not be drawn: {type(exc).__name__}: {exc}")
     return figs

@@ -1,9 +1,18 @@
 """Read a results folder for the report: pick the rows to show, load per-user arrays, warn.
 
-Which rows are shown: the LAST row in ``results.jsonl`` (append order, i.e. the latest) for
-each (dataset, model, part, split hash). Older rows of the same key (reruns, other seeds)
-are counted as superseded and listed in the report. Rows on different splits of the same
-dataset are kept side by side and labelled with their split hash.
+Which rows are shown: for each (dataset, model, part, split hash, epoch cap) the LAST row
+in ``results.jsonl`` (append order, i.e. the latest) names the configuration shown (its
+``config_key``: parameters, epochs, code, version); every seed of that configuration is
+shown, averaged (the latest row per seed). Older rows (other configurations, reruns of a
+seed) are counted as superseded and listed in the report. Rows fitted with ``--epochs``
+below the model's own count are a separate entry labelled "capped at N epochs", never
+merged with or passed off as full runs. Rows on different splits of the same dataset are
+kept side by side and labelled with their split hash.
+
+Several seeds of one configuration become one row: ``metrics`` is the mean over seeds of
+each seed's mean; ``sem`` the standard error over users of each user's mean over seeds;
+``seed_sd`` the standard deviation (ddof 1) of the seeds' means; its per-user arrays are
+the users' means over seeds (what the significance tests pair); ``seeds`` lists them.
 
 Nothing here raises on bad input: unreadable lines, rows without the fields the report
 needs, missing metrics and missing or unreadable per-user arrays each become a warning
@@ -20,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import RESULTS_FILE, ResultStore
+from ..results import RESULTS_FILE, ResultStore, capped_epochs, row_label
 
 TABLE_METRICS: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")
 METRIC_LABELS: dict[str, str] = {
@@ -98,22 +107,76 @@ class ReportData:
         return hashes[0] if hashes else None
 
     def label(self, row: dict[str, Any]) -> str:
-        """Model name; with the split hash when the dataset has rows on several splits."""
+        """Model name, "[capped at N epochs]" for capped rows, and the split hash when the
+        dataset has rows on several splits."""
+        label = row_label(row)
         if len(self.split_hashes(row["dataset"], row["part"])) > 1:
-            return f"{row['model']} [split {str(row['split_hash'])[:8]}]"
-        return str(row["model"])
+            return f"{label} [split {str(row['split_hash'])[:8]}]"
+        return label
 
     def partner(self, row: dict[str, Any], part: str) -> dict[str, Any] | None:
-        """The row of the same dataset, model and split for another part."""
+        """The row of the same dataset, model, split and epoch cap for another part."""
         for r in self.rows:
-            if (r["dataset"], r["model"], r["split_hash"], r["part"]) == (
-                row["dataset"],
-                row["model"],
-                row["split_hash"],
-                part,
-            ):
+            if _entry(r)[:2] + _entry(r)[3:] == _entry(row)[:2] + _entry(row)[3:] and r["part"] == part:
                 return r
         return None
+
+    def capped(self) -> list[dict[str, Any]]:
+        """Shown rows fitted below their model's own epoch count."""
+        return [r for r in self.rows if capped_epochs(r) is not None]
+
+    # --- seeds --------------------------------------------------------------------------------
+    def combine_seeds(self, members: list[dict[str, Any]]) -> dict[str, Any]:
+        """One row for several seeds of one configuration (see the module docstring)."""
+        last = members[-1]
+        if len(members) == 1:
+            return dict(last, seeds=[last.get("seed")], n_seeds=1)
+        row = dict(last)
+        row["id"] = f"seeds-{last['id']}"
+        row["member_ids"] = [str(m["id"]) for m in members]
+        row["seeds"] = sorted((m.get("seed") for m in members), key=lambda x: (x is None, x))
+        row["n_seeds"] = len(members)
+        row["arrays"] = None
+        names = sorted({k for m in members for k in m["metrics"]})
+        metrics, sem, sd = {}, {}, {}
+        for k in names:
+            vals = [number(m["metrics"].get(k)) for m in members]
+            if any(v is None for v in vals):
+                continue
+            metrics[k] = float(np.mean(vals))
+            sd[k] = float(np.std(vals, ddof=1))
+        fits = [number(m.get("fit_seconds")) for m in members]
+        if all(f is not None for f in fits):
+            row["fit_seconds"] = float(np.mean(fits))
+        arrays = [self.arrays(m) for m in members]
+        per_user: dict[str, np.ndarray] | None = None
+        if all(a is not None and "users" in a for a in arrays):
+            users = arrays[0]["users"]
+            for a in arrays[1:]:
+                users = np.intersect1d(users, a["users"])
+            per_user = {"users": users}
+            pos = [_positions(np.asarray(a["users"]), users) for a in arrays]
+            if "fold_in_size" in arrays[0]:
+                per_user["fold_in_size"] = np.asarray(arrays[0]["fold_in_size"])[pos[0]]
+            for k in names:
+                if all(k in a for a in arrays):
+                    stacked = np.stack([np.asarray(a[k], dtype=np.float64)[p] for a, p in zip(arrays, pos, strict=True)])
+                    per_user[k] = stacked.mean(axis=0)
+                    if k in metrics and len(users) > 1:
+                        sem[k] = float(per_user[k].std(ddof=1) / np.sqrt(len(users)))
+        else:
+            self.notes.warn(
+                f"{row['model']} on {row['dataset']} ({row['part']}): per-user arrays of some "
+                f"seeds are missing, so its standard error is the mean of the seeds' and it is "
+                f"not paired in the significance tests"
+            )
+            for k in metrics:
+                ses = [number(m["sem"].get(k)) for m in members]
+                if all(v is not None for v in ses):
+                    sem[k] = float(np.mean(ses))
+        row["metrics"], row["sem"], row["seed_sd"] = metrics, sem, sd
+        self._arrays[row["id"]] = per_user
+        return row
 
     # --- per-user arrays ------------------------------------------------------------------
     def arrays(self, row: dict[str, Any]) -> dict[str, np.ndarray] | None:
@@ -211,25 +274,45 @@ def load_results(results_dir: str | Path, notes: Notes | None = None) -> ReportD
         raw = list(zip(lines, rows, strict=True))
         if not rows:
             notes.warn(f"{d / RESULTS_FILE} has no readable result rows")
-    latest: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    superseded: list[dict[str, Any]] = []
+    groups: dict[tuple, list[dict[str, Any]]] = {}
     for lineno, row in raw:
         r = _clean_row(row, lineno, notes)
-        if r is None:
-            continue
-        key = (r["dataset"], r["model"], r["part"], r["split_hash"])
-        if key in latest:
-            superseded.append(latest[key])
-        latest[key] = r
-    selected = sorted(latest.values(), key=lambda r: r["_line"])
-    for r in selected:
+        if r is not None:
+            groups.setdefault(_entry(r), []).append(r)
+    superseded: list[dict[str, Any]] = []
+    chosen: list[list[dict[str, Any]]] = []
+    for rows_k in groups.values():
+        last = rows_k[-1]
+        ck = last.get("config_key")
+        members = [r for r in rows_k if ck and r.get("config_key") == ck] or [last]
+        per_seed: dict[Any, dict[str, Any]] = {}
+        for r in members:
+            per_seed[r.get("seed")] = r  # the latest row of each seed
+        keep = sorted(per_seed.values(), key=lambda r: r["_line"])
+        kept = {id(r) for r in keep}
+        superseded += [r for r in rows_k if id(r) not in kept]
+        chosen.append(keep)
+    data = ReportData(d, [], sorted(superseded, key=lambda r: r["_line"]), len(raw), notes)
+    data.rows = sorted((data.combine_seeds(m) for m in chosen), key=lambda r: r["_line"])
+    for r in data.rows:
         absent = [m for m in TABLE_METRICS if number(r["metrics"].get(m)) is None]
         if absent and r["metrics"]:
             notes.warn(
                 f"{r['model']} on {r['dataset']} ({r['part']}) has no value for "
                 f"{', '.join(absent)}; shown as '-'"
             )
-    return ReportData(d, selected, superseded, len(raw), notes)
+    return data
+
+
+def _entry(r: dict[str, Any]) -> tuple:
+    """What one shown entry is: dataset, model, part, split hash and epoch cap."""
+    return (r["dataset"], r["model"], r["part"], r["split_hash"], capped_epochs(r))
+
+
+def _positions(users: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions of ``wanted`` users in an unsorted ``users`` array."""
+    order = np.argsort(users, kind="stable")
+    return order[np.searchsorted(users[order], wanted)]
 
 
 def _readable_line_numbers(path: Path) -> list[int]:

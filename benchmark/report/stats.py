@@ -1,9 +1,13 @@
-"""Paired significance tests of every model against Mult-VAE on per-user metrics.
+"""Paired significance tests of every model against a reference model on per-user metrics.
 
-Pairing: a model's test row is paired with the ``multvae`` test row of the same dataset and
-the SAME split hash, user by user, over the evaluated users both rows share (matched by
-their ``users`` arrays, the row indices of the held-out users). Rows on another split, or
-without per-user arrays, are not paired and the report says so.
+The reference (``--reference MODEL``; default: ``multvae`` when the dataset has it, else
+the model with the best validation NDCG@100 on that dataset) is chosen per dataset.
+Pairing: a model's test row is paired with the reference's test row of the same dataset
+and the SAME split hash, user by user, over the evaluated users both rows share (matched
+by their ``users`` arrays, the row indices of the held-out users). A row averaged over
+seeds is paired through each user's mean over the seeds. Rows on another split, or
+without per-user arrays, are not paired and the report says so. Marks carry the
+direction: ``▲`` significantly better than the reference, ``▼`` significantly worse.
 
 Tests: the paired t-test (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test
 (``scipy.stats.wilcoxon``, zero differences dropped), both two-sided. Holm's step-down
@@ -20,11 +24,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .load import BASELINE, TABLE_METRICS, ReportData
+from .load import BASELINE, TABLE_METRICS, ReportData, number
 
 ALPHA = 0.05
 MARK_T = "\u2020"  # dagger: paired t-test, Holm-adjusted p < ALPHA
 MARK_W = "\u2021"  # double dagger: Wilcoxon signed-rank, Holm-adjusted p < ALPHA
+MARK_UP = "\u25b2"  # significantly better than the reference (mean difference > 0)
+MARK_DOWN = "\u25bc"  # significantly worse than the reference
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -132,20 +138,37 @@ class Comparison:
 
     @property
     def marks(self) -> str:
+        """Direction (▲ better / ▼ worse than the reference) then † t-test, ‡ Wilcoxon."""
         m = ""
         if self.paired and self.t_p_holm < ALPHA:
             m += MARK_T
         if self.paired and self.w_p_holm < ALPHA:
             m += MARK_W
+        if m and self.result is not None and self.result.mean_diff != 0:
+            m = (MARK_UP if self.result.mean_diff > 0 else MARK_DOWN) + m
         return m
 
 
 @dataclass
 class Significance:
-    """All comparisons of a report, plus lookup of table marks."""
+    """All comparisons of a report, plus lookup of table marks.
+
+    Attributes:
+        comparisons: every model x metric against its dataset's reference.
+        notes: dataset -> remarks (e.g. no reference row).
+        reference: dataset -> the reference model's name.
+        reference_ids: dataset -> ids of the reference rows (one per split).
+        how: dataset -> how the reference was chosen.
+    """
 
     comparisons: list[Comparison] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)  # dataset -> remarks
+    reference: dict[str, str] = field(default_factory=dict)
+    reference_ids: dict[str, set[str]] = field(default_factory=dict)
+    how: dict[str, str] = field(default_factory=dict)
+
+    def is_reference(self, row: dict[str, Any]) -> bool:
+        return str(row.get("id")) in self.reference_ids.get(row["dataset"], set())
 
     def marks(self, row: dict[str, Any], metric: str) -> str:
         for c in self.comparisons:
@@ -157,40 +180,83 @@ class Significance:
         return [c for c in self.comparisons if c.dataset == dataset]
 
 
+def choose_reference(
+    data: ReportData, dataset: str, requested: str | None, part: str = "test"
+) -> tuple[str | None, str]:
+    """The reference model of a dataset and how it was chosen.
+
+    ``requested`` when given; else ``multvae`` when the dataset has it; else the model
+    whose validation NDCG@100 is best (its test row's validation partner).
+    """
+    rows = data.part_rows(dataset, part)
+    models = {r["model"] for r in rows}
+    if requested:
+        return requested, "asked for with --reference"
+    if BASELINE in models:
+        return BASELINE, "the default: the paper's model"
+    scored = []
+    for r in rows:
+        v = data.partner(r, "valid")
+        val = number(v["metrics"].get("ndcg@100")) if v else None
+        if val is not None:
+            scored.append((val, r["model"]))
+    if not scored:
+        return None, "no validation NDCG@100 to choose a reference by"
+    best = max(scored, key=lambda t: (t[0], t[1]))
+    return best[1], f"the default without {BASELINE}: the best validation NDCG@100, {best[0]:.4f}"
+
+
+def _reference_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of a model's rows on one split: the full run (not capped), most seeds, latest."""
+    from ..results import capped_epochs
+
+    return max(rows, key=lambda r: (capped_epochs(r) is None, r.get("n_seeds", 1), r["_line"]))
+
+
 def significance(
     data: ReportData,
     *,
-    baseline: str = BASELINE,
+    reference: str | None = None,
     part: str = "test",
     metrics: Sequence[str] = TABLE_METRICS,
 ) -> Significance:
-    """Pair every model with ``baseline`` per dataset and split; test; Holm-correct."""
+    """Pair every model with the reference per dataset and split; test; Holm-correct."""
     out = Significance()
     for dataset in data.datasets():
         rows = data.part_rows(dataset, part)
         remarks = out.notes.setdefault(dataset, [])
         models = sorted({r["model"] for r in rows})
-        if len(models) == 1:
-            data.notes.warn(
-                f"{dataset}: only one model ({models[0]}) has {part} results, so there is "
-                f"nothing to compare it with and no significance test; run more models"
-            )
-            continue
-        bases = {r["split_hash"]: r for r in rows if r["model"] == baseline}
-        if not bases:
-            if rows:
-                remarks.append(
-                    f"no {baseline} {part} row on {dataset}: nothing to test against, so no "
-                    f"significance marks"
+        if len(rows) <= 1:
+            if models:
+                data.notes.warn(
+                    f"{dataset}: only one model ({models[0]}) has {part} results, so there is "
+                    f"nothing to compare it with and no significance test; run more models"
                 )
+            continue
+        ref, how = choose_reference(data, dataset, reference, part)
+        if ref is None:
+            remarks.append(f"no significance tests on {dataset}: {how}")
+            continue
+        out.reference[dataset], out.how[dataset] = ref, how
+        by_split: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r["model"] == ref:
+                by_split.setdefault(r["split_hash"], []).append(r)
+        bases = {h: _reference_row(rs) for h, rs in by_split.items()}
+        out.reference_ids[dataset] = {str(b.get("id")) for b in bases.values()}
+        if not bases:
+            remarks.append(
+                f"no {ref} {part} row on {dataset}: nothing to test against, so no "
+                f"significance marks"
+            )
             continue
         for split_hash in data.split_hashes(dataset, part):
             family: list[Comparison] = []
             base = bases.get(split_hash)
             for r in rows:
-                if r["split_hash"] != split_hash or r["model"] == baseline:
+                if r["split_hash"] != split_hash or (base is not None and r is base):
                     continue
-                family += _compare(data, r, base, baseline, metrics)
+                family += _compare(data, r, base, ref, metrics)
             _holm_family(family)
             out.comparisons += family
     return out

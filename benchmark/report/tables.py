@@ -9,13 +9,16 @@ dictionary-order effects, so the same results give byte-identical ``tables.md``/
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..reference import MODEL_TO_METHOD, load_published, published_for, source_label
-from .load import BASELINE, METRIC_LABELS, RESULTS_FILE, TABLE_METRICS, ReportData, number
-from .stats import ALPHA, MARK_T, MARK_W, Significance
+from ..results import capped_epochs
+from .load import METRIC_LABELS, RESULTS_FILE, TABLE_METRICS, ReportData, number
+from .ranks import RankAnalysis, model_entries
+from .stats import ALPHA, MARK_DOWN, MARK_T, MARK_UP, MARK_W, Significance
 
 DASH = "-"
 
@@ -107,9 +110,9 @@ def _cell(x: Any) -> Cell:
 
 # --- builders ---------------------------------------------------------------------------------
 def _ours_by_model(data: ReportData, dataset: str) -> dict[str, dict[str, Any]]:
-    """Our test row of each model on the dataset's main split (for differences)."""
-    main = data.main_split(dataset)
-    return {r["model"]: r for r in data.part_rows(dataset) if r["split_hash"] == main}
+    """Our full (not capped) test row of each model on the dataset's main split, for the
+    differences from published numbers: a capped run is never set against them."""
+    return {m: r for m, r in model_entries(data, dataset).items() if capped_epochs(r) is None}
 
 
 def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
@@ -127,17 +130,26 @@ def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
         best[m] = max(vals) if vals else None
     out: list[Row] = []
     for r in rows:
-        cells = [Cell(data.label(r))]
+        tags = []
+        if r.get("n_seeds", 1) > 1:
+            tags.append(f"{r['n_seeds']} seeds")
+        if sig.is_reference(r):
+            tags.append("reference")
+        cells = [Cell(data.label(r), sub=f"({', '.join(tags)})" if tags else "")]
         for m in TABLE_METRICS:
             v = number(r["metrics"].get(m))
             se = number(r["sem"].get(m))
+            sd = number((r.get("seed_sd") or {}).get(m))
             if v is None:
                 cells.append(Cell(DASH))
                 continue
+            sub = ""
+            if se is not None:
+                sub = f"({fmt(se)}; sd {fmt(sd)})" if sd is not None else f"({fmt(se)})"
             cells.append(
                 Cell(
                     fmt(v),
-                    sub=f"({fmt(se)})" if se is not None else "",
+                    sub=sub,
                     bold=round(v, 4) == best[m] and len(rows) > 1,
                     marks=sig.marks(r, m),
                 )
@@ -161,11 +173,21 @@ def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
                 cells.append(Cell(text, sub=f"(Δ {fmt_diff(mv - v)})" if mv is not None else ""))
             out.append(Row(cells, muted=True))
     caption = _results_caption(data, sig, dataset, rows, bool(published))
-    notes = [
-        f"Mean (standard error) over test users; best of our rows in bold per column. "
-        f"{MARK_T}: paired t-test, {MARK_W}: Wilcoxon signed-rank test, each against "
-        f"{BASELINE} on the same users, Holm-adjusted p < {ALPHA} (see the significance table)."
-    ]
+    ref = sig.reference.get(dataset)
+    notes = ["Mean (standard error) over test users; best of our rows in bold per column."]
+    if any(r.get("n_seeds", 1) > 1 for r in rows):
+        notes.append(
+            "Rows over several seeds: the mean over seeds of the test metric (standard error "
+            "over users of each user's mean over the seeds; sd: standard deviation over seeds)."
+        )
+    if ref and sig.for_dataset(dataset):
+        notes.append(
+            f"{MARK_T}: paired t-test, {MARK_W}: Wilcoxon signed-rank test, each against the "
+            f"reference {ref} ({sig.how.get(dataset, '')}) on the same users, Holm-adjusted "
+            f"p < {ALPHA}; {MARK_UP}: significantly better than {ref}, {MARK_DOWN}: "
+            f"significantly worse (see the significance table)."
+        )
+    notes += sig.notes.get(dataset, [])
     if published:
         mapped = sorted(
             {m for m in ours if m in MODEL_TO_METHOD and any(e.get("model") == m for e in published)}
@@ -209,14 +231,22 @@ def _results_caption(
         parts.append(f"{len(hashes)} splits: " + ", ".join(h[:8] for h in hashes))
     if not published:
         parts.append("no published numbers exist for this dataset on the paper's protocol")
-    return "; ".join(parts) + "." if parts else ""
+    capped = sorted({data.label(r) for r in rows if capped_epochs(r) is not None})
+    text = "; ".join(parts) + "." if parts else ""
+    if capped:
+        text += (
+            f" CAPPED: {', '.join(capped)} ran fewer epochs than the model's own count "
+            f"(--epochs); not full runs, not comparable with the paper's numbers."
+        )
+    return text.strip()
 
 
 def significance_table(data: ReportData, sig: Significance, dataset: str) -> Table | None:
+    """The paired tests of one dataset; None when nothing was compared (no empty section)."""
     comps = sig.for_dataset(dataset)
-    remarks = list(sig.notes.get(dataset, []))
-    if not comps and not remarks:
+    if not comps:
         return None
+    ref = sig.reference.get(dataset, "the reference")
     rows: list[Row] = []
     seen_unpaired: set[str] = set()
     for c in comps:
@@ -234,7 +264,7 @@ def significance_table(data: ReportData, sig: Significance, dataset: str) -> Tab
                     Cell(c.label),
                     Cell(METRIC_LABELS.get(c.metric, c.metric)),
                     Cell(fmt_int(r.n)),
-                    Cell(fmt_diff(r.mean_diff)),
+                    Cell(fmt_diff(r.mean_diff), marks=c.marks[:1] if c.marks[:1] in (MARK_UP, MARK_DOWN) else ""),
                     Cell(fmt_p(r.t_p), sub=f"({fmt_p(c.t_p_holm)})", marks=MARK_T if c.t_p_holm < ALPHA else ""),
                     Cell(fmt_p(r.w_p), sub=f"({fmt_p(c.w_p_holm)})", marks=MARK_W if c.w_p_holm < ALPHA else ""),
                 ]
@@ -244,10 +274,13 @@ def significance_table(data: ReportData, sig: Significance, dataset: str) -> Tab
     unpaired = sorted({f"{c.label} ({c.reason})" for c in comps if not c.paired})
     partial = sorted({c.label for c in comps if c.reason == "paired on the common users only"})
     notes = [
-        f"Each model's test row against the {BASELINE} test row of the same split hash, user by "
-        f"user (users matched by their row index in the held-out set). Δ mean = model - {BASELINE}. "
-        f"p: raw two-sided p-value, in parentheses Holm-adjusted over all comparisons of this "
-        f"dataset and split, separately per test; {MARK_T} / {MARK_W}: adjusted p < {ALPHA}."
+        f"Each model's test row against the test row of the reference {ref} "
+        f"({sig.how.get(dataset, '')}) on the same split hash, user by user (users matched by "
+        f"their row index in the held-out set; rows over several seeds by each user's mean "
+        f"over the seeds). Δ mean = model - {ref}; {MARK_UP} / {MARK_DOWN}: significantly "
+        f"better / worse. p: raw two-sided p-value, in parentheses Holm-adjusted over all "
+        f"comparisons of this dataset and split, separately per test; {MARK_T} / {MARK_W}: "
+        f"adjusted p < {ALPHA}."
     ]
     if paired:
         notes.append("Paired: " + ", ".join(paired) + ".")
@@ -255,10 +288,9 @@ def significance_table(data: ReportData, sig: Significance, dataset: str) -> Tab
         notes.append("Paired on their common users only (different evaluated users): " + ", ".join(partial) + ".")
     if unpaired:
         notes.append("Not paired: " + "; ".join(unpaired) + ".")
-    notes += remarks
     return Table(
         key=f"significance-{slug(dataset)}",
-        title=f"Significance against {BASELINE}: {dataset}",
+        title=f"Significance against {ref}: {dataset}",
         header=["Model", "Metric", "Users paired", "Δ mean", "t-test p (Holm)", "Wilcoxon p (Holm)"],
         rows=rows,
         align="llrrrr",
@@ -326,7 +358,7 @@ def runs_table(data: ReportData) -> Table | None:
     rows = []
     done = set()
     for r in sorted(data.rows, key=lambda r: (data.datasets().index(r["dataset"]), r["_line"])):
-        key = (r["dataset"], r["model"], r["split_hash"])
+        key = (r["dataset"], r["model"], r["split_hash"], capped_epochs(r))
         if key in done:
             continue
         done.add(key)
@@ -339,9 +371,9 @@ def runs_table(data: ReportData) -> Table | None:
             Row(
                 [
                     Cell(r["dataset"]),
-                    Cell(str(r["model"])),
+                    Cell(data.label(r)),
                     Cell(f"{r['split_hash'][:8]}" + (f" (seed {main['split_seed']})" if main.get("split_seed") is not None else "")),
-                    Cell(str(main.get("seed", DASH))),
+                    Cell(", ".join(str(x) for x in main.get("seeds") or [main.get("seed", DASH)])),
                     Cell(fmt(valid["metrics"].get("ndcg@100")) if valid else DASH),
                     Cell(fmt(test["metrics"].get("ndcg@100")) if test else DASH),
                     Cell(fmt_seconds(main.get("fit_seconds"))),
@@ -361,32 +393,48 @@ def runs_table(data: ReportData) -> Table | None:
         key="runs",
         title="Runs (provenance)",
         header=[
-            "Dataset", "Model", "Split (seed)", "Seed", "Valid NDCG@100", "Test NDCG@100",
+            "Dataset", "Model", "Split (seed)", "Seeds", "Valid NDCG@100", "Test NDCG@100",
             "Fit s", "Score s", "Device", "Test users (excl.)", "Commit", "Time",
         ],
         rows=rows,
         align="lllrrrrrlrll",
         notes=[
-            "Fit s: wall time of fit (training users, best epoch on validation); Score s: "
-            "scoring and metrics on the test users. Users excluded have no held-out items."
+            "Fit s: wall time of fit (training users, best epoch on validation; the mean over "
+            "seeds); Score s: scoring and metrics on the test users. Users excluded have no "
+            "held-out items."
         ],
         latex=False,
     )
+
+
+def used_params(row: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a row was fitted with, its epoch count the one actually used."""
+    p = row.get("params")
+    if not isinstance(p, dict):
+        return p
+    p = dict(p)
+    e = row.get("epochs")
+    cap = capped_epochs(row)
+    if cap is not None:
+        name = e.get("param", "epochs") if isinstance(e, dict) else "epochs"
+        p[name] = f"{cap} (capped by --epochs; model default {p.get(name)})"
+    return p
 
 
 def params_table(data: ReportData) -> Table | None:
     rows = []
     seen = set()
     for r in data.rows:
-        key = (r["dataset"], r["model"], r["split_hash"])
+        key = (r["dataset"], r["model"], r["split_hash"], capped_epochs(r))
         if key in seen:
             continue
         seen.add(key)
-        p = r.get("params")
+        p = used_params(r)
         rows.append(Row([Cell(r["dataset"]), Cell(data.label(r)), Cell(compact_json(p) if p else "{}", code=True)]))
     if not rows:
         return None
-    return Table(key="params", title="Parameters", header=["Dataset", "Model", "Parameters"], rows=rows, align="lll", latex=False)
+    return Table(key="params", title="Parameters", header=["Dataset", "Model", "Parameters"], rows=rows, align="lll", latex=False,
+                 notes=["The parameters each row was fitted with; a capped row shows the epochs it ran."])
 
 
 def environment_table(data: ReportData) -> Table | None:
@@ -399,7 +447,10 @@ def environment_table(data: ReportData) -> Table | None:
 
     versions = uniq("versions", lambda v: ", ".join(f"{k} {v[k]}" for k in sorted(v)) if isinstance(v, dict) else str(v))
     hardware = uniq("hardware", lambda v: ", ".join(f"{k}: {v[k]}" for k in sorted(v)) if isinstance(v, dict) else str(v))
-    seeds = sorted({str(r.get("seed")) for r in data.rows if r.get("seed") is not None})
+    seeds = sorted(
+        {int(x) for r in data.rows for x in (r.get("seeds") or [r.get("seed")]) if isinstance(x, int)}
+    )
+    seeds = [str(x) for x in seeds]
     splits = sorted({f"{r['dataset']} {r['split_hash'][:16]}" + (f" (seed {r['split_seed']})" if r.get("split_seed") is not None else "") for r in data.rows})
     stamps = sorted(str(r["timestamp"]) for r in data.rows if r.get("timestamp"))
     fit_total = sum(number(r.get("fit_seconds")) or 0.0 for r in data.rows if r["part"] == "test")
@@ -437,7 +488,49 @@ def sources_list(data: ReportData) -> list[str]:
     return [f"{src[s]['short']}: {src[s]['citation']} ({src[s]['where']})" for s in used if s in src]
 
 
-def build_tables(data: ReportData, sig: Significance) -> list[Table]:
+def ranks_table(ranks: RankAnalysis) -> Table:
+    """Average rank per model and metric across datasets, with Friedman and Nemenyi."""
+    by_metric = {r.metric: r for r in ranks.results}
+    models = sorted({m for r in ranks.results for m in r.models})
+    best = {r.metric: round(float(r.avg_ranks.min()), 2) for r in ranks.results}
+    rows = []
+    for model in models:
+        cells = [Cell(model)]
+        for m in TABLE_METRICS:
+            r = by_metric.get(m)
+            if r is None or model not in r.models:
+                cells.append(Cell(DASH))
+                continue
+            v = float(r.avg_ranks[r.models.index(model)])
+            cells.append(Cell(f"{v:.2f}", bold=round(v, 2) == best[m]))
+        rows.append(Row(cells))
+    rows.sort(key=lambda row: [float(c.text) if c.text != DASH else math.inf for c in row.cells[1:]][::-1])
+    first = ranks.results[0]
+    notes = [
+        f"Rank of each model among the {len(first.models)} models on each of the "
+        f"{len(first.datasets)} datasets ({', '.join(first.datasets)}; test users, main split), "
+        f"1 = best, ties averaged; the mean over datasets, lowest in bold (Demšar 2006)."
+    ]
+    for r in ranks.results:
+        f = (f"Friedman chi2 = {r.friedman_stat:.3f}, p = {fmt_p(r.friedman_p)}"
+             if math.isfinite(r.friedman_stat) else "Friedman test needs 3 or more models")
+        notes.append(
+            f"{METRIC_LABELS.get(r.metric, r.metric)}: {f}; Nemenyi critical difference "
+            f"CD = {r.cd:.3f} (alpha = {r.alpha}, k = {len(r.models)}, N = {len(r.datasets)}): "
+            f"models whose average ranks differ by less are not significantly different."
+        )
+    if ranks.excluded:
+        notes.append("Not ranked (no test row on every dataset): " + ", ".join(ranks.excluded) + ".")
+    return Table(
+        key="ranks",
+        title="Average rank across datasets",
+        header=["Model"] + [METRIC_LABELS[m] for m in TABLE_METRICS],
+        rows=rows,
+        notes=notes,
+    )
+
+
+def build_tables(data: ReportData, sig: Significance, ranks: RankAnalysis | None = None) -> list[Table]:
     tables: list[Table] = []
     for d in data.datasets():
         if data.part_rows(d, "test"):
@@ -445,6 +538,8 @@ def build_tables(data: ReportData, sig: Significance) -> list[Table]:
         t = significance_table(data, sig, d)
         if t:
             tables.append(t)
+    if ranks is not None:
+        tables.append(ranks_table(ranks))
     for builder in (tuning_table, runs_table, params_table, environment_table):
         t = builder(data)
         if t:
@@ -460,8 +555,9 @@ def slug(name: str) -> str:
 def summary_lines(data: ReportData) -> list[str]:
     """What the report is made of (rows read, shown, superseded)."""
     lines = [
-        f"{data.n_lines} rows read from {RESULTS_FILE}; shown: the latest row (the last in the "
-        f"file) per dataset, model, part and split hash: {len(data.rows)} rows."
+        f"{data.n_lines} rows read from {RESULTS_FILE}; shown: per dataset, model, part, split "
+        f"hash and epoch cap, the configuration of the latest row (the last in the file), "
+        f"averaged over its seeds: {len(data.rows)} rows."
     ]
     if data.superseded:
         old = sorted(
@@ -470,7 +566,8 @@ def summary_lines(data: ReportData) -> list[str]:
         )
         lines.append(
             f"{len(data.superseded)} older rows were superseded by a later row of the same key "
-            f"(reruns or other seeds) and are not shown: " + "; ".join(old) + "."
+            f"(another configuration, or a rerun of the same seed) and are not shown: "
+            + "; ".join(old) + "."
         )
     for d in data.datasets():
         hashes = data.split_hashes(d) or data.split_hashes(d, "valid")
@@ -565,6 +662,8 @@ _TEX_SPECIAL = {
     "\\": r"\textbackslash{}",
     MARK_T: r"\textsuperscript{\dag}",
     MARK_W: r"\textsuperscript{\ddag}",
+    MARK_UP: r"\ensuremath{\blacktriangle}",
+    MARK_DOWN: r"\ensuremath{\blacktriangledown}",
     "Δ": r"\ensuremath{\Delta}",
     "±": r"\ensuremath{\pm}",
     "<": r"\textless{}",
@@ -592,7 +691,11 @@ def _tex_cell(c: Cell) -> str:
     if c.bold:
         text = r"\textbf{" + text + "}"
     if c.marks:
-        text += r"\textsuperscript{" + c.marks.replace(MARK_T, r"\dag").replace(MARK_W, r"\ddag") + "}"
+        text += r"\textsuperscript{" + (
+            c.marks.replace(MARK_T, r"\dag").replace(MARK_W, r"\ddag")
+            .replace(MARK_UP, r"\ensuremath{\blacktriangle}")
+            .replace(MARK_DOWN, r"\ensuremath{\blacktriangledown}")
+        ) + "}"
     if c.sub:
         text += r" {\scriptsize " + tex(c.sub) + "}"
     return text
@@ -631,7 +734,7 @@ def table_latex(t: Table) -> str:
 def render_latex(data: ReportData, tables: list[Table], warnings: list[str]) -> str:
     out = [
         "% Benchmark report tables, generated by `python -m benchmark report`.",
-        "% Needs \\usepackage{booktabs} in the preamble.",
+        "% Needs \\usepackage{booktabs} and \\usepackage{amssymb} in the preamble.",
     ]
     out += ["% " + line for line in summary_lines(data)]
     for w in warnings:
