@@ -1,4 +1,5 @@
-# make demo  : set up .venv, then run the main job on the built-in synthetic data and write a report
+# make demo  : set up .venv, then run every model (popularity, the six autoencoders, EASE, WMF,
+#              SLIM, LightFM, the itemknn plugin) on the built-in synthetic data and write a report
 # make test  : set up .venv, then run the test suite
 # A GPU user picks their own torch build: make install TORCH=torch  (or TORCH="torch==2.5.1")
 PYTHON ?= python3
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m benchmark run --models popularity,multvae,multdae,gaussian-vae,logistic-vae,gaussian-dae,logistic-dae --dataset synthetic --epochs 50
+	$(PY) -m benchmark run --models all --dataset synthetic
 
 test: $(STAMP)
 	$(PY) -m pytest -q

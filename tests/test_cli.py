@@ -54,6 +54,20 @@ def test_run_popularity_end_to_end_and_resume(tmp_path):
     # --force recomputes
     cli(*args, "--force", cwd=tmp_path)
     assert len((tmp_path / "r" / "results.jsonl").read_text().splitlines()) == 8
+    # another seed adds rows for that seed only; the report averages the two
+    p3 = cli(*args, "--seeds", "0,1", cwd=tmp_path)
+    assert "seed 0 already done" in p3.stderr
+    assert len((tmp_path / "r" / "results.jsonl").read_text().splitlines()) == 12
+    # the report against a chosen reference, with the direction of each difference
+    cli("report", "--results-dir", str(tmp_path / "r"), "--out", str(tmp_path / "o"),
+        "--reference", "itemknn", cwd=tmp_path)
+    md = (tmp_path / "o" / "tables.md").read_text(encoding="utf-8")
+    assert "### Significance against itemknn: synthetic" in md
+    assert "| itemknn (2 seeds, reference) |" in md
+    assert "popularity (2 seeds)" in md and "\u25bc" in md  # popularity is worse
+    # bad seeds: exit 2 before anything runs
+    bad = cli(*args, "--seeds", "0,x", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--seeds" in bad.stderr
 
 
 def test_prepare_ml100k_json(tmp_path):

@@ -143,7 +143,7 @@ def test_capped_and_full_rows_of_one_model_are_both_shown_and_the_capped_one_lab
     table2 = md.split("### Table 2: ml-20m")[1].split("###")[0]
     assert "| multvae (reference) |" in table2  # the full run, the default reference
     assert "| multvae [capped at 5 epochs] |" in table2
-    assert "CAPPED: multvae [capped at 5 epochs] ran fewer epochs" in table2
+    assert "CAPPED: multvae [capped at 5 epochs] had fewer epochs" in table2
     assert "ease [capped" not in md  # EASE has no epochs: --epochs does not cut it
     params = md.split("### Parameters")[1]
     assert '"epochs": "5 (capped by --epochs; model default 200)"' in params

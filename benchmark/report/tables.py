@@ -235,7 +235,7 @@ def _results_caption(
     text = "; ".join(parts) + "." if parts else ""
     if capped:
         text += (
-            f" CAPPED: {', '.join(capped)} ran fewer epochs than the model's own count "
+            f" CAPPED: {', '.join(capped)} had fewer epochs than the model's own count "
             f"(--epochs); not full runs, not comparable with the paper's numbers."
         )
     return text.strip()
