@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from . import registry
+from .checks import (
+    SEED_MAX,
+    UsageError,
+    check_device,
+    check_int,
+    check_positive,
+    check_writable_dir,
+    parse_params,
+)
 from .data import DatasetError, dataset_dir, dataset_names, get_dataset, load_split
 from .data.preprocess import REFERENCE_SEED
 
@@ -56,6 +66,9 @@ def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool = True)
 
 
 def _split_from_args(args: argparse.Namespace):
+    problems = _data_problems(args)
+    if problems:
+        raise UsageError(problems)
     overrides = {
         "min_rating": args.min_rating,
         "min_user_items": args.min_user_items,
@@ -128,67 +141,81 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_params(items: list[str], names: list[str]) -> dict[str, dict]:
-    """``["multvae.anneal_cap=auto", "ease.l2=250"]`` -> {model: {param: value}}."""
-    out: dict[str, dict] = {}
-    for item in items:
-        target, eq, raw = item.partition("=")
-        model, dot, param = target.partition(".")
-        if not (eq and dot and model and param):
-            raise registry.UnknownModelError(
-                f"--param {item!r}: expected MODEL.NAME=VALUE, e.g. multvae.anneal_cap=0.3"
-            )
-        cls = registry.get(model)
-        if param not in cls._param_names():
-            raise registry.UnknownModelError(
-                f"--param {item!r}: {model} has no parameter {param!r}; it has "
-                f"{', '.join(cls._param_names()) or 'none'}"
-            )
-        if model not in names:
-            print(f"warning: --param {item} names {model}, which is not in --models", file=sys.stderr)
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        out.setdefault(model, {})[param] = value
-    return out
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot work (exit 2, before anything is fitted)."""
-
-
-def parse_seeds(args: argparse.Namespace) -> list[int]:
-    """``--seeds 0,1,2`` (or ``--seed N``) -> [0, 1, 2]: distinct integers >= 0."""
+def parse_seeds(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """``--seeds 0,1,2`` (or ``--seed N``) -> ([0, 1, 2], problems)."""
     if getattr(args, "seeds", None) is None:
-        seeds = [args.seed]
+        seeds, option = [args.seed], "--seed"
     else:
-        seeds = []
+        seeds, option = [], "--seeds"
         for part in str(args.seeds).split(","):
-            part = part.strip()
             try:
-                seeds.append(int(part))
+                seeds.append(int(part.strip()))
             except ValueError:
-                raise UsageError(
-                    f"--seeds {args.seeds!r}: {part!r} is not an integer; give a comma-separated "
-                    f"list such as --seeds 0,1,2"
-                ) from None
-    bad = [s for s in seeds if s < 0 or s >= 2**32]
-    if bad or not seeds:
-        raise UsageError(f"seeds must be integers in [0, 2**32), got {bad or seeds}")
+                return [], [f"--seeds {args.seeds}: {part.strip()!r} is not an integer; give a "
+                            f"comma-separated list such as --seeds 0,1,2"]
+    problems = [p for s in seeds if (p := check_int(s, option, minimum=0, maximum=SEED_MAX))]
     if len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {args.seeds!r} repeats a seed; give each seed once")
-    return seeds
+        problems.append(f"--seeds {args.seeds}: repeats a seed; give each seed once")
+    return seeds, problems
+
+
+def _data_problems(args: argparse.Namespace) -> list[str]:
+    checks = [
+        check_int(args.heldout_users, "--heldout-users", minimum=1),
+        check_int(args.min_user_items, "--min-user-items", minimum=0),
+        check_int(args.min_item_users, "--min-item-users", minimum=0),
+        check_int(args.split_seed, "--split-seed", minimum=0, maximum=SEED_MAX),
+    ]
+    if args.min_rating is not None and not math.isfinite(args.min_rating):
+        checks.append(f"--min-rating {args.min_rating}: must be a finite number")
+    return [c for c in checks if c]
+
+
+def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
+    """Check every option of ``run`` / ``tune`` before anything is loaded or fitted.
+
+    Returns:
+        {"names", "seeds", "params"}.
+
+    Raises:
+        UsageError: with every problem found (the CLI prints them all and exits 2).
+    """
+    problems: list[str] = []
+    try:
+        names = registry.resolve(args.models)
+    except registry.UnknownModelError as exc:
+        names, problems = [], [f"--models {args.models}: {exc}"]
+    seeds, found = parse_seeds(args)
+    problems += found
+    params, found, notes = parse_params(args.param, names)
+    problems += found
+    problems += [p for p in (
+        check_int(args.epochs, "--epochs", minimum=1),
+        check_int(args.trials, "--trials", minimum=1 if tune else 0),
+        check_int(getattr(args, "workers", None), "--workers", minimum=1),
+        check_positive(args.timeout, "--timeout"),
+        check_device(args.device),
+    ) if p]
+    problems += _data_problems(args)
+    reference = getattr(args, "reference", None)
+    if reference is not None and reference not in registry.available():
+        problems.append(f"--reference {reference}: no such model; available: "
+                        f"{', '.join(registry.available())}")
+    problems += [p for p in (check_writable_dir(args.results_dir, "--results-dir"),) if p]
+    if not tune and not args.no_report:
+        problems += [p for p in (check_writable_dir(args.report_dir, "--report-dir"),) if p]
+    if problems:
+        raise UsageError(problems)
+    for n in notes:
+        print(f"warning: {n}", file=sys.stderr)
+    return {"names": names, "seeds": seeds, "params": params}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import RunConfig, format_table, maybe_report, run
 
-    names = registry.resolve(args.models)  # fail fast on unknown names
-    seeds = parse_seeds(args)
-    params = parse_params(args.param, names)
-    if args.reference is not None:
-        registry.get(args.reference)
+    checked = preflight(args)  # every problem at once, before any data or fit
+    names, seeds, params = checked["names"], checked["seeds"], checked["params"]
     split = _split_from_args(args)
     cfg = RunConfig(
         models=args.models,
@@ -230,12 +257,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import tune_command
 
-    args.fixed_params = parse_params(args.param, registry.resolve(args.models))
+    args.fixed_params = preflight(args, tune=True)["params"]
     return tune_command(args, _split_from_args)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
+
+    problem = check_writable_dir(args.out, "--out")
+    if problem:
+        raise UsageError(problem)
 
     out = build_report(args.results_dir, args.out, reference=args.reference)
     print(f"report written to {out}")
@@ -342,7 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DatasetError, registry.UnknownModelError, UsageError) as exc:
+    except UsageError as exc:
+        lines = exc.problems
+        print("error: " + lines[0] if len(lines) == 1 else
+              f"error: {len(lines)} problems, nothing was run:\n  - " + "\n  - ".join(lines),
+              file=sys.stderr)
+        return 2
+    except (DatasetError, registry.UnknownModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

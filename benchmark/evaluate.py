@@ -197,6 +197,38 @@ class EvalResult:
         return d
 
 
+class InvalidScoresError(ValueError):
+    """A model returned scores no ranking can be read from (NaN, +inf, wrong shape)."""
+
+
+def check_scores(scores: np.ndarray, shape: tuple[int, int]) -> None:
+    """Refuse scores of the wrong shape or with NaN or +inf (-inf is allowed: "never").
+
+    A NaN would silently sort somewhere and be recorded as a normal metric; the check is
+    one float64 sum over the batch, and a count only when that sum is not finite.
+
+    Raises:
+        InvalidScoresError: naming how many users and items are affected.
+    """
+    if scores.shape != tuple(shape):
+        raise InvalidScoresError(
+            f"score() returned shape {scores.shape} for {shape[0]} fold-in rows of "
+            f"{shape[1]} items; it must return (n_rows, n_items)"
+        )
+    if np.isfinite(scores.sum(dtype=np.float64)):
+        return
+    bad = np.isnan(scores) | np.isposinf(scores)
+    if not bad.any():
+        return  # only -inf (and sums overflowing float64): a valid ranking
+    users, items = np.nonzero(bad)
+    raise InvalidScoresError(
+        f"score() returned NaN or +inf for {len(np.unique(users)):,} of {shape[0]:,} users and "
+        f"{len(np.unique(items)):,} of {shape[1]:,} items ({int(bad.sum()):,} scores; first at "
+        f"row {users[0]}, item {items[0]}): no ranking can be read from them; check the "
+        f"model's parameters (e.g. a negative or NaN shrink or penalty) or its training"
+    )
+
+
 def evaluate(
     score_fn: Callable[[sp.csr_matrix], np.ndarray],
     heldout: HeldOut,
@@ -229,6 +261,7 @@ def evaluate(
         rows = users[start : start + batch_size]
         fold = heldout.fold_in[rows]
         scores = np.asarray(score_fn(fold))
+        check_scores(scores, fold.shape)
         batch = compute_metrics(scores, fold, heldout.holdout[rows], metrics)
         for m in metrics:
             per_user[m][start : start + len(rows)] = batch[m]

@@ -375,6 +375,21 @@ class Recommender:
         """Optuna search space: ``trial.suggest_*`` calls returning constructor params."""
         return {}
 
+    def param_problems(self) -> list[str]:
+        """What is wrong with the hyperparameters, one line each (empty: nothing).
+
+        Override to state a model's ranges; :meth:`check_params` (called by ``fit``) and
+        the command line's checks before any fit both use it.
+        """
+        return []
+
+    def check_params(self) -> None:
+        """Raise ``ValueError`` naming every problem of :meth:`param_problems` at once."""
+        problems = self.param_problems()
+        if problems:
+            name = self.name or type(self).__name__
+            raise ValueError(f"{name}: invalid parameters: " + "; ".join(problems))
+
     @classmethod
     def skip_reason(cls, stats: dict[str, Any], *, explicit: bool) -> str | None:
         """A reason not to run on a dataset of this size when not asked for by name."""

@@ -121,6 +121,8 @@ def discover(force: bool = False) -> dict[str, type[Recommender]]:
             if not path.name.startswith("_"):
                 _import_file(path)
     _DISCOVERED = True
+    for cls in _REGISTRY.values():  # the code as imported now, not as edited later
+        model_source_hash(cls)
     return _REGISTRY
 
 
@@ -174,15 +176,25 @@ def model_source_files(cls: type) -> list[str]:
     return sorted(files)
 
 
+_SOURCE_HASHES: dict[type, str] = {}
+
+
 def model_source_hash(cls: type) -> str:
     """sha256 (16 hex digits) of the code of a model: edit its file and the hash changes.
 
     Part of every run key and study name, so a result is never reused after the code that
     produced it changed. Hashed by content (not time), file names excluded, so the same
-    code in another checkout gives the same hash.
+    code in another checkout gives the same hash. Computed once per process, when the
+    model is first looked up (the code the process runs, not a later edit of the file).
     """
+    if cls not in _SOURCE_HASHES:
+        _SOURCE_HASHES[cls] = _hash_files(model_source_files(cls))
+    return _SOURCE_HASHES[cls]
+
+
+def _hash_files(files: list[str]) -> str:
     h = hashlib.sha256()
-    for f in model_source_files(cls):
+    for f in files:
         try:
             data = Path(f).read_bytes()
         except OSError:

@@ -49,9 +49,21 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def _key_form(x: Any) -> Any:
+    """Like :func:`_jsonable`, but NaN and infinities stay distinct from None (a key must
+    tell ``shrink=NaN`` from ``shrink=None``)."""
+    if isinstance(x, dict):
+        return {str(k): _key_form(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_key_form(v) for v in x]
+    if isinstance(x, (np.floating, float)) and not math.isfinite(float(x)):
+        return {"__float__": repr(float(x))}
+    return _jsonable(x)
+
+
 def run_key(**parts: Any) -> str:
     """Stable hash of what identifies a run (dataset, split, model, params, seed, ...)."""
-    blob = json.dumps(_jsonable(parts), sort_keys=True)
+    blob = json.dumps(_key_form(parts), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -89,9 +101,11 @@ class ResultStore:
     def path(self) -> Path:
         return self.dir / RESULTS_FILE
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Append one row, or several rows in one write (all or, if killed, a torn tail)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(_jsonable(row), sort_keys=True) + "\n"
+        rows = row if isinstance(row, list) else [row]
+        line = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in rows)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             # A previous writer killed mid-line leaves no newline: start on a fresh line.

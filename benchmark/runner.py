@@ -242,23 +242,11 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
             extra = model.results_extra()
             if extra:
                 common["extra"] = extra
-            for part in ("valid", "test"):
-                ev = evals[part]
-                row_id = f"{key}-{part}"
-                store.save_arrays(row_id, ev.arrays())
-                row = dict(
-                    common,
-                    id=row_id,
-                    part=part,
-                    metrics=ev.mean(),
-                    sem=ev.sem(),
-                    n_users=ev.n_users,
-                    n_excluded=ev.n_excluded,
-                    score_seconds=ev.seconds,
-                    arrays=f"arrays/{row_id}.npz",
-                )
-                store.append(row)
-                rows.append(row)
+            try:
+                rows += write_rows(store, key, common, evals)
+            except OSError as exc:  # e.g. the results folder became read-only: this model
+                _failed(failures, label, exc)  # fails, the others go on
+                continue
             m = evals["test"].mean()
             capped = common["epochs"] and common["epochs"]["capped"]
             log(
@@ -268,6 +256,40 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
                 + ")"
             )
     return rows, failures
+
+
+def write_rows(store: ResultStore, key: str, common: dict[str, Any], evals: dict) -> list[dict]:
+    """Write the per-user arrays, then the rows, of one fit; never an array without its row.
+
+    Arrays go first (each written to a temporary name, then renamed); if writing any array
+    or row fails, the arrays of this fit are removed again and the error propagates.
+    Both rows go into ``results.jsonl`` in one write.
+    """
+    rows = []
+    for part in ("valid", "test"):
+        ev = evals[part]
+        row_id = f"{key}-{part}"
+        rows.append(dict(
+            common,
+            id=row_id,
+            part=part,
+            metrics=ev.mean(),
+            sem=ev.sem(),
+            n_users=ev.n_users,
+            n_excluded=ev.n_excluded,
+            score_seconds=ev.seconds,
+            arrays=f"arrays/{row_id}.npz",
+        ))
+    written: list[Path] = []
+    try:
+        for row in rows:
+            written.append(store.save_arrays(row["id"], evals[row["part"]].arrays()))
+        store.append(rows)  # both rows in one write
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    return rows
 
 
 def _failed(failures: list[str], label: str, exc: BaseException) -> None:

@@ -22,9 +22,19 @@ class ItemKNN(Recommender):
         self.k = k
         self.shrink = shrink
 
+    def param_problems(self) -> list[str]:
+        """Ranges of the parameters (checked before any fit, and by ``fit``)."""
+        problems = []
+        if not (isinstance(self.k, int) and self.k >= 1):
+            problems.append(f"k={self.k!r} (an integer >= 1)")
+        if not (isinstance(self.shrink, (int, float)) and 0 <= self.shrink < float("inf")):
+            problems.append(f"shrink={self.shrink!r} (a finite number >= 0)")
+        return problems
+
     def fit(
         self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
     ) -> ItemKNN:
+        self.check_params()
         x = sp.csr_matrix(train, dtype=np.float32)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
         co = (x.T @ x).tocsr().astype(np.float32)  # item x item co-occurrence (sparse)

@@ -323,6 +323,14 @@ class EASE(Recommender):
                 errors.append(str(exc))
         return " / ".join(errors)
 
+    def param_problems(self) -> list[str]:
+        problems = []
+        if self.dtype not in ("float32", "float64"):
+            problems.append(f"dtype={self.dtype!r} (use 'float32' or 'float64')")
+        if not (isinstance(self.l2, (int, float)) and 0 < self.l2 < float("inf")):
+            problems.append(f"l2={self.l2!r} (lambda: a finite number > 0)")
+        return problems
+
     def fit(
         self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
     ) -> EASE:
@@ -336,10 +344,7 @@ class EASE(Recommender):
         Raises:
             InsufficientMemoryError: the n_items^2 matrices would not fit (before allocating).
         """
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"EASE dtype must be 'float32' or 'float64', not {self.dtype!r}")
-        if not self.l2 > 0:
-            raise ValueError(f"EASE l2 (lambda) must be > 0, not {self.l2}")
+        self.check_params()
         options = options or FitOptions()
         device = options.resolve_device()
         n = train.shape[1]

@@ -89,6 +89,26 @@ class LightFMRecommender(Recommender):
             "user_alpha": trial.suggest_float("user_alpha", 1e-10, 1e-4, log=True),
         }
 
+    def param_problems(self) -> list[str]:
+        problems = []
+        if self.loss not in ("warp", "bpr"):
+            problems.append(f"loss={self.loss!r} (use 'warp' or 'bpr')")
+        if self.learning_schedule not in ("adagrad", "adadelta"):
+            problems.append(f"learning_schedule={self.learning_schedule!r} (use 'adagrad' or 'adadelta')")
+        for k in ("no_components", "epochs", "max_sampled"):
+            v = getattr(self, k)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                problems.append(f"{k}={v!r} (an integer >= 1)")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < float("inf")):
+            problems.append(f"learning_rate={self.learning_rate!r} (a finite number > 0)")
+        for k in ("item_alpha", "user_alpha"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
+                problems.append(f"{k}={v!r} (a finite number >= 0)")
+        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 0):
+            problems.append(f"patience={self.patience!r} (an integer >= 0, or None)")
+        return problems
+
     def fit(
         self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
     ) -> LightFMRecommender:
@@ -104,8 +124,7 @@ class LightFMRecommender(Recommender):
         """
         from lightfm import LightFM
 
-        if self.loss not in ("warp", "bpr"):
-            raise ValueError(f"lightfm loss must be 'warp' or 'bpr', not {self.loss!r}")
+        self.check_params()
         options = options or FitOptions()
         epochs = resolve_epochs(self.epochs, options)
         interactions = sp.coo_matrix(train, dtype=np.float32)

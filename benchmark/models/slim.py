@@ -159,6 +159,19 @@ class SLIM(Recommender):
             )
         return None
 
+    def param_problems(self) -> list[str]:
+        problems = []
+        num = all(isinstance(v, (int, float)) and 0 <= v < float("inf") for v in (self.l1, self.l2))
+        if not num or self.l1 + self.l2 <= 0:
+            problems.append(f"l1={self.l1!r}, l2={self.l2!r} (finite, >= 0, l1 + l2 > 0)")
+        if self.topk is not None and not (isinstance(self.topk, int) and self.topk >= 1):
+            problems.append(f"topk={self.topk!r} (an integer >= 1, or None)")
+        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
+            problems.append(f"max_iter={self.max_iter!r} (an integer >= 1)")
+        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < float("inf")):
+            problems.append(f"tol={self.tol!r} (a finite number > 0)")
+        return problems
+
     def fit(
         self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
     ) -> SLIM:
@@ -173,10 +186,7 @@ class SLIM(Recommender):
         Raises:
             SlimTimeBudgetError: the estimated or elapsed time exceeds the time budget.
         """
-        if self.l1 < 0 or self.l2 < 0 or self.l1 + self.l2 <= 0:
-            raise ValueError(f"SLIM needs l1, l2 >= 0 and l1 + l2 > 0, not l1={self.l1}, l2={self.l2}")
-        if self.topk is not None and int(self.topk) < 1:
-            raise ValueError(f"SLIM topk must be a positive integer or None, not {self.topk!r}")
+        self.check_params()
         from sklearn.exceptions import ConvergenceWarning
 
         options = options or FitOptions()

@@ -51,6 +51,7 @@ likelihood and its gradient are one fused autograd function that never densifies
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from typing import Any
 
@@ -454,30 +455,36 @@ class AutoEncoder(Recommender):
         self.validate_every = validate_every
 
     # --- checks ------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        name = self.name or type(self).__name__
+    def param_problems(self) -> list[str]:
         problems = []
         if self.likelihood not in LIKELIHOODS:
             problems.append(f"likelihood={self.likelihood!r} (use one of {LIKELIHOODS})")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation={self.activation!r} (use one of {tuple(ACTIVATIONS)})")
-        if not 0.0 <= float(self.dropout) < 1.0:
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= float(self.dropout) < 1.0):
             problems.append(f"dropout={self.dropout} (must be in [0, 1))")
         if int(self.batch_size) < 1 or int(self.latent_dim) < 1:
             problems.append("batch_size and latent_dim must be at least 1")
         if any(int(h) < 1 for h in self.hidden_dims):
             problems.append(f"hidden_dims={self.hidden_dims} (sizes must be at least 1)")
-        if float(self.lr) <= 0 or float(self.weight_decay) < 0:
+        if not (float(self.lr) > 0 and float(self.weight_decay) >= 0) or not all(
+            math.isfinite(float(v)) for v in (self.lr, self.weight_decay)
+        ):
             problems.append("lr must be > 0 and weight_decay >= 0")
         cap = self.anneal_cap
-        if not (cap == "auto" or (isinstance(cap, (int, float)) and cap >= 0)):
+        if not (cap == "auto" or (isinstance(cap, (int, float)) and 0 <= cap < math.inf)):
             problems.append(f"anneal_cap={cap!r} (a number >= 0 or 'auto')")
         if self.bias_init not in ("paper", "marginal"):
             problems.append(f"bias_init={self.bias_init!r} (use 'paper' or 'marginal')")
-        if self.likelihood == "gaussian" and (self.c0 < 0 or self.c1 <= 0):
+        if self.likelihood == "gaussian" and not (self.c0 >= 0 and self.c1 > 0):
             problems.append("Gaussian confidences need c0 >= 0 and c1 > 0")
-        if problems:
-            raise ValueError(f"{name}: invalid parameters: " + "; ".join(problems))
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            problems.append(f"epochs={self.epochs!r} (an integer >= 1)")
+        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 0):
+            problems.append(f"patience={self.patience!r} (an integer >= 0, or None)")
+        if not (isinstance(self.total_anneal_steps, int) and self.total_anneal_steps >= 0):
+            problems.append(f"total_anneal_steps={self.total_anneal_steps!r} (an integer >= 0)")
+        return problems
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
@@ -499,7 +506,7 @@ class AutoEncoder(Recommender):
             options: seed, device, epoch cap, time budget, on_epoch callback.
         """
         options = options or FitOptions()
-        self._check_params()
+        self.check_params()
         name = self.name or type(self).__name__
         if train.shape[0] == 0 or train.nnz == 0:
             raise ValueError(f"{name}: the training matrix is empty")

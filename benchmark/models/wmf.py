@@ -204,6 +204,18 @@ class WMF(Recommender):
             "regularization": trial.suggest_float("regularization", 1e-2, 1e3, log=True),
         }
 
+    def param_problems(self) -> list[str]:
+        problems = []
+        for k in ("factors", "iterations"):
+            v = getattr(self, k)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                problems.append(f"{k}={v!r} (an integer >= 1)")
+        for k in ("regularization", "alpha"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
+                problems.append(f"{k}={v!r} (a finite number >= 0)")
+        return problems
+
     def fit(
         self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
     ) -> WMF:
@@ -221,6 +233,7 @@ class WMF(Recommender):
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
+        self.check_params()
         options = options or FitOptions()
         iterations = int(self.iterations if options.epochs is None else min(self.iterations, options.epochs))
         if iterations < 1:

@@ -1,0 +1,195 @@
+"""Checks of what a user asked for, before anything is fitted or written.
+
+Everything that can be known before the first fit is checked first, and every problem is
+reported at once (the CLI exits with code 2): model names, ``--param`` names *and values*
+(typed from the constructor's defaults and annotations, then each model's own
+``param_problems``), seeds, epochs, trials, held-out users and filters, the device, and
+whether the results and report folders can be written. A bad value then never costs a fit,
+never reaches a tuning trial, and never leaves a row.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import registry
+
+SEED_MAX = 2**32  # numpy's SeedSequence / default_rng accept [0, 2**32) here
+
+
+class UsageError(ValueError):
+    """Values on the command line that cannot work (exit 2, before anything runs)."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(self.problems[0] if len(self.problems) == 1 else
+                         "\n  - " + "\n  - ".join(self.problems))
+
+
+# --- model parameters ---------------------------------------------------------------------------
+def _annotation(cls: type, name: str) -> str:
+    p = inspect.signature(cls.__init__).parameters.get(name)
+    if p is None or p.annotation is inspect.Parameter.empty:
+        return ""
+    a = p.annotation
+    return a if isinstance(a, str) else getattr(a, "__name__", str(a))
+
+
+def coerce_param(cls: type, name: str, raw: str) -> Any:
+    """The value of ``--param MODEL.NAME=RAW`` typed like the parameter.
+
+    The type comes from the default value and the annotation of ``cls.__init__``: booleans
+    take true/false; integers take whole numbers; floats take finite numbers (never NaN or
+    infinity); tuples and lists take JSON lists; strings take the text as written;
+    ``None`` is accepted where the annotation allows it.
+
+    Raises:
+        ValueError: naming the option, what it expects and an example.
+    """
+    option = f"--param {cls.name}.{name}={raw}"
+    default = cls.default_params().get(name)
+    ann = _annotation(cls, name)
+    allows_none = "None" in ann or default is None
+    allows_str = "str" in ann
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    if value is None and allows_none:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{option}: {raw} is not a finite number; give a number such as "
+                         f"{_example(default)}")
+    if isinstance(default, bool) or ann == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{option}: expects true or false")
+    if isinstance(default, int) or ann.startswith("int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and allows_str:
+            return value
+        raise ValueError(f"{option}: expects a whole number, e.g. {_example(default)}"
+                         + (" or null" if allows_none else ""))
+    if isinstance(default, float) or "float" in ann:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and allows_str:
+            return value
+        raise ValueError(f"{option}: expects a number, e.g. {_example(default)}"
+                         + (" or null" if allows_none else ""))
+    if isinstance(default, (tuple, list)):
+        if isinstance(value, list):
+            return tuple(value) if isinstance(default, tuple) else value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (value,) if isinstance(default, tuple) else [value]
+        raise ValueError(f"{option}: expects a JSON list, e.g. {json.dumps(list(default))}")
+    if isinstance(default, str):
+        return raw if not isinstance(value, str) else value
+    return value
+
+
+def _example(default: Any) -> str:
+    return json.dumps(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else "1"
+
+
+def parse_params(items: list[str], names: list[str]) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    """``["multvae.anneal_cap=auto", "ease.l2=250"]`` -> ({model: {param: value}}, problems,
+    warnings). Names, values, and each model's own ranges are checked."""
+    out: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    notes: list[str] = []
+    for item in items:
+        target, eq, raw = item.partition("=")
+        model, dot, param = target.partition(".")
+        if not (eq and dot and model and param):
+            problems.append(f"--param {item!r}: expected MODEL.NAME=VALUE, e.g. multvae.anneal_cap=0.3")
+            continue
+        try:
+            cls = registry.get(model)
+        except registry.UnknownModelError as exc:
+            problems.append(f"--param {item!r}: {exc}")
+            continue
+        if param not in cls._param_names():
+            problems.append(
+                f"--param {item!r}: {model} has no parameter {param!r}; it has "
+                f"{', '.join(cls._param_names()) or 'none'} (see `python -m benchmark models`)"
+            )
+            continue
+        if model not in names:
+            notes.append(f"--param {item} names {model}, which is not in --models")
+        try:
+            out.setdefault(model, {})[param] = coerce_param(cls, param, raw)
+        except ValueError as exc:
+            problems.append(str(exc))
+    for model, params in out.items():
+        cls = registry.get(model)
+        try:
+            found = cls(**{**cls.default_params(), **params}).param_problems()
+        except Exception as exc:  # a constructor that checks its own arguments
+            found = [f"{type(exc).__name__}: {exc}"]
+        given = ", ".join(f"{model}.{k}" for k in params)
+        problems += [f"--param {given}: {model}: {p}" for p in found]
+    return out, problems, notes
+
+
+# --- numbers, device, folders -------------------------------------------------------------------
+def check_int(value: Any, option: str, *, minimum: int, maximum: int | None = None) -> str | None:
+    """A problem line when ``value`` (not None) is not an integer in [minimum, maximum)."""
+    if value is None:
+        return None
+    ok = isinstance(value, int) and value >= minimum and (maximum is None or value < maximum)
+    if ok:
+        return None
+    rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum:,})"
+    return f"{option} {value}: must be an integer {rng}"
+
+
+def check_positive(value: Any, option: str) -> str | None:
+    if value is None or (isinstance(value, (int, float)) and 0 < value < math.inf):
+        return None
+    return f"{option} {value}: must be a finite number > 0"
+
+
+def check_device(device: str) -> str | None:
+    """Whether ``--device`` can be used here (CUDA asked for without a CUDA device, ...)."""
+    from .protocol import FitOptions
+
+    try:
+        FitOptions(device=device).resolve_device()
+    except (RuntimeError, ValueError) as exc:
+        return f"--device {device}: {exc}"
+    return None
+
+
+def check_writable_dir(path: str | os.PathLike, option: str) -> str | None:
+    """A problem line unless ``path`` is a folder we can write to, or can be created as one.
+
+    Creates nothing: it probes writing with a temporary file in the folder, or in its
+    nearest existing ancestor when it does not exist yet, so read-only mounts and
+    permissions are found whoever runs it (root included).
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        return f"{option} {p}: is a file, not a folder; pass a folder (it is created if missing)"
+    probe = p.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{option} {p}: {probe} is a file, so the folder cannot be created there"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".write-check-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return (f"{option} {p}: cannot write in {probe} ({exc.strerror or exc}); pass a folder "
+                f"you can write to")
+    return None
