@@ -274,6 +274,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+def _add_models_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--models-dir",
+        default=None,
+        help="folder of model plugins (*.py); default: $BENCHMARK_MODELS_DIR, else ./models of "
+        "the current directory",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark",
@@ -297,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("models", help="list the registered models (built-ins and plugins)")
+    _add_models_dir(s)
     s.set_defaults(func=cmd_models)
 
     def add_run_opts(s: argparse.ArgumentParser) -> None:
@@ -320,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--timeout", type=float, default=None, help="tuning time budget per model, seconds")
         s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under --results-dir)")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
+        _add_models_dir(s)
 
     s = sub.add_parser(
         "run",
@@ -371,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in argv:
         argv.remove("--debug")
     args = build_parser().parse_args(argv)
+    if getattr(args, "models_dir", None):
+        models_dir = Path(args.models_dir)
+        if not models_dir.is_dir():
+            print(f"error: --models-dir {models_dir}: no such folder", file=sys.stderr)
+            return 2
+        os.environ["BENCHMARK_MODELS_DIR"] = str(models_dir)
+        registry.discover(force=True)
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

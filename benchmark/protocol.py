@@ -32,6 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from .fsutil import follow_umask, is_split_dir
+
 __all__ = ["HeldOut", "Split", "FitOptions", "Recommender", "csr_hash", "EpochReport"]
 
 
@@ -205,12 +207,20 @@ class Split:
                     arrays[k] = arrays[k].astype(str)
             _savez_deterministic(tmp / "split.npz", arrays)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
+            for f in tmp.iterdir():
+                follow_umask(f)
+            follow_umask(tmp, directory=True)
+            for _ in range(3):
+                if directory.exists() and not is_split_dir(directory):
+                    shutil.rmtree(directory, ignore_errors=True)  # a damaged entry
+                try:
+                    os.replace(tmp, directory)
+                    break
+                except OSError:
+                    if is_split_dir(directory):  # another process saved it first: keep theirs
+                        break
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod

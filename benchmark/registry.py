@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import traceback
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -35,6 +36,10 @@ _BUILTIN_MODULES = [
     "benchmark.models.slim",
     "benchmark.models.lightfm",
 ]
+
+
+class PluginImportWarning(UserWarning):
+    """A model plugin file failed to import (its file, line and traceback are named)."""
 
 
 class UnknownModelError(KeyError):
@@ -88,9 +93,19 @@ def _import_file(path: Path) -> None:
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # a broken plugin must not take the suite down
+    except Exception as exc:  # a broken plugin must not take the suite down, nor vanish
         del sys.modules[mod_name]
-        warnings.warn(f"could not import model plugin {path}: {exc!r}", stacklevel=2)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        where = f"{path}, line {frames[-1].lineno}" if frames else str(path)
+        if isinstance(exc, SyntaxError) and exc.lineno:
+            where = f"{path}, line {exc.lineno}"
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:]).rstrip()
+        warnings.warn(
+            f"model plugin {where} could not be imported, so its models are not available: "
+            f"{type(exc).__name__}: {exc}\n{tb}",
+            PluginImportWarning,
+            stacklevel=2,
+        )
 
 
 def discover(force: bool = False) -> dict[str, type[Recommender]]:

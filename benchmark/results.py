@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .fsutil import follow_umask
+
 RESULTS_FILE = "results.jsonl"
 ARRAYS_DIR = "arrays"
 
@@ -154,6 +156,7 @@ class ResultStore:
         os.close(fd)
         try:
             np.savez_compressed(tmp, **arrays)
+            follow_umask(tmp)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -111,9 +111,14 @@ def study_config_hash(
 
 def default_storage(results_dir: str | os.PathLike) -> str:
     """``sqlite:///<results_dir>/optuna.db`` (absolute; the folder is created)."""
+    from sqlalchemy.engine import URL
+
     folder = Path(results_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'optuna.db'}"
+    # built by SQLAlchemy, so "?", "#" and "%" in the path are escaped, not read as a query
+    return URL.create("sqlite", database=str(folder / "optuna.db")).render_as_string(
+        hide_password=False
+    )
 
 
 def redact_url(url: str) -> str:
@@ -750,7 +755,9 @@ def tune_model(
         reasons = "; ".join(sorted(set(info["fail_reasons"].values())))[:500]
         raise RuntimeError(
             f"no trial of {name} completed in study {study_name} ({info['failed']} failed, "
-            f"{info['pruned']} pruned){': ' + reasons if reasons else ''}"
+            f"{info['pruned']} pruned){': ' + reasons if reasons else ''}. The study's "
+            f"{info['trials_run']} trials count against --trials {budget}: fix the cause, then "
+            f"pass a larger --trials to add trials, or another --study to start afresh"
         )
     best = next(t for t in study.get_trials(deepcopy=False) if t.number == info["best_trial"])
     best_params = params_of(cls, best.params) if names else {}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..fsutil import follow_umask
 from . import DatasetError
 
 USER_AGENT = "cf-benchmark/0.1 (python urllib)"
@@ -250,6 +251,7 @@ def extract_zip(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> list
     check_zip(archive)
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest_dir))
+    follow_umask(tmp, directory=True)
     try:
         try:
             with zipfile.ZipFile(archive) as zf:

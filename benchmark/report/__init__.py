@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
+from ..fsutil import follow_umask
 from .figures import FigureInfo, make_figures
 from .html import render_html
 from .load import Notes, ReportData, ReportWarning, load_results
@@ -72,6 +75,47 @@ def build_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Everything is made in a private folder inside ``out``, then moved in: two reports
+    # into one folder never see each other's half-written files.
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    follow_umask(stage, directory=True)
+    try:
+        _build(results_dir, stage, figures=figures, reference=reference)
+        if figures:
+            _swap_folder(stage / "figures", out / "figures", stage.name)
+        for name in REPORT_FILES:
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out / "index.html"
+
+
+#: The files a report writes at the top of its folder (beside ``figures/``).
+REPORT_FILES = ("tables.md", "tables.tex", "index.html", "report.json")
+
+
+def _swap_folder(new: Path, target: Path, tag: str) -> None:
+    """Replace ``target`` by ``new`` (both in one folder), retrying if another report
+    swaps its own in at the same moment."""
+    new.mkdir(exist_ok=True)
+    for _ in range(5):
+        old = target.with_name(f".{target.name}-old-{tag}")
+        try:
+            os.replace(target, old)
+        except FileNotFoundError:
+            pass
+        try:
+            os.replace(new, target)
+            return
+        except OSError:
+            continue
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    raise OSError(f"could not put the new figures in place at {target}")
+
+
+def _build(results_dir, out: Path, *, figures: bool, reference: str | None) -> None:
+    """Render every file of the report into ``out`` (a fresh folder)."""
     notes = Notes()
     data: ReportData = load_results(results_dir, notes)
     sig: Significance = significance(data, reference=reference)
@@ -96,4 +140,3 @@ def build_report(
         "datasets": data.datasets(),
     }
     _write(out / "report.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return index
