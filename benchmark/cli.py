@@ -63,6 +63,10 @@ def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool = True)
     g.add_argument("--user-col", default=None, help="file: user column name (default: first column)")
     g.add_argument("--item-col", default=None, help="file: item column name (default: second column)")
     g.add_argument("--rating-col", default=None, help="file: rating column name (default: third, if any)")
+    g.add_argument("--sep", default=None, help="file: the separator (default: detected; e.g. ',' or '\\t')")
+    g.add_argument("--extra-fields", choices=["error", "ignore"], default=None,
+                   help="file: a line with more fields than the first line is an error "
+                   "(default) or ignored beyond the first ones")
 
 
 def _split_from_args(args: argparse.Namespace):
@@ -81,6 +85,8 @@ def _split_from_args(args: argparse.Namespace):
             ("user_col", args.user_col),
             ("item_col", args.item_col),
             ("rating_col", args.rating_col),
+            ("sep", args.sep.encode().decode("unicode_escape") if args.sep else None),
+            ("extra_fields", args.extra_fields),
         )
         if v is not None
     }

@@ -3,8 +3,15 @@
 ``load_split("ml-100k")`` finds (or downloads) the raw files under
 ``<data-dir>/ml-100k/raw/``, preprocesses them as the paper does, splits them, and caches
 the split under ``<data-dir>/ml-100k/processed/<key>/`` where the key hashes every
-parameter and the raw files' names, sizes and modification times, so a changed parameter
-or raw file gives a new entry, never a stale one.
+parameter and the raw files' names and CONTENTS (sha256), so a changed parameter or raw
+file gives a new entry, never a stale one, even when an edit keeps the file's size and
+time (``cp -p``, ``touch -r``). Each file is hashed once: the hash is kept in
+``<data-dir>/<name>/.content-hashes.json`` beside the file's size, modification and change times
+and inode (the change time cannot be set back by a user), and reused while all four hold.
+
+A cache entry is checked before it is used: its ``meta.json`` must have the keys a split
+records and its ``split_hash`` must equal the hash recomputed from its matrices; otherwise
+it is rebuilt, with a warning.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,11 +121,46 @@ def dataset_dir(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> Path:
     return root / safe
 
 
-def cache_key(spec: DatasetSpec, raw_dir: Path, seed: int) -> str:
+HASHES_FILE = ".content-hashes.json"
+
+
+def content_hash(path: Path, memo_file: Path | None = None) -> str:
+    """sha256 of a file's bytes, memoised in ``memo_file`` under its size, mtime, ctime and
+    inode (so a same-size edit with the time put back is still seen: its ctime moved)."""
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    memo: dict[str, Any] = {}
+    if memo_file is not None and memo_file.is_file():
+        try:
+            memo = json.loads(memo_file.read_text())
+        except (OSError, ValueError):
+            memo = {}
+    key = str(path.resolve())
+    hit = memo.get(key)
+    if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
+        return hit["sha256"]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if memo_file is not None:
+        memo[key] = {"stamp": stamp, "sha256": digest}
+        try:
+            memo_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo, indent=1, sort_keys=True))
+            os.replace(tmp, memo_file)
+        except OSError:  # a read-only data folder: hash again next time
+            pass
+    return digest
+
+
+def cache_key(spec: DatasetSpec, raw_dir: Path, seed: int, memo_file: Path | None = None) -> str:
     files = []
     for p in sorted(spec.raw_files(raw_dir)):
-        st = p.stat()
-        files.append([str(p.relative_to(raw_dir)) if p.is_relative_to(raw_dir) else str(p), st.st_size, st.st_mtime_ns])
+        files.append([str(p.relative_to(raw_dir)) if p.is_relative_to(raw_dir) else str(p),
+                      content_hash(p, memo_file)])
     blob = json.dumps(
         {
             "name": spec.name,
@@ -131,6 +174,26 @@ def cache_key(spec: DatasetSpec, raw_dir: Path, seed: int) -> str:
         default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+#: Keys every cached ``meta.json`` must have (``make_split`` writes them).
+META_KEYS = ("dataset", "seed", "protocol", "preprocess_version", "counts", "split_hash")
+
+
+def cache_problem(split: Split, dataset: str, seed: int) -> str | None:
+    """What is wrong with a loaded cache entry, or None when it can be trusted."""
+    missing = [k for k in META_KEYS if k not in split.meta]
+    if missing:
+        return f"missing {', '.join(missing)} in its meta.json"
+    if split.meta.get("dataset") != dataset or split.meta.get("seed") != seed:
+        return (f"for {split.meta.get('dataset')!r} seed {split.meta.get('seed')!r}, not "
+                f"{dataset!r} seed {seed}")
+    if split.meta.get("preprocess_version") != PREPROCESS_VERSION:
+        return f"from preprocessing version {split.meta.get('preprocess_version')!r}"
+    actual = split.compute_hash()
+    if split.meta["split_hash"] != actual:
+        return f"inconsistent (meta.json says split_hash {split.meta['split_hash']}, the matrices hash to {actual})"
+    return None
 
 
 def load_split(
@@ -155,20 +218,28 @@ def load_split(
     spec = get_dataset(name, **(file_options or {}))
     if protocol_overrides:
         overrides = {k: v for k, v in protocol_overrides.items() if v is not None}
-        spec = replace(spec, protocol=replace(spec.protocol, **overrides))
+        try:
+            spec = replace(spec, protocol=replace(spec.protocol, **overrides))
+        except ValueError as exc:  # e.g. a negative filter: the user can fix it
+            raise DatasetError(f"{name}: {exc}") from exc
     root = dataset_dir(spec, data_dir)
     raw_dir = root / "raw"
     if not spec.generated and not spec.raw_present(raw_dir):
         if download and spec.fetch is not None and not os.environ.get("BENCHMARK_OFFLINE"):
             raw_dir.mkdir(parents=True, exist_ok=True)
             spec.fetch(raw_dir)
-    key = cache_key(spec, raw_dir, seed)
+    key = cache_key(spec, raw_dir, seed, root / HASHES_FILE)
     cached = root / "processed" / key
     if (cached / "meta.json").exists() and (cached / "split.npz").exists():
         try:
-            return Split.load(cached)
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
-            pass
+            split = Split.load(cached)
+            problem = cache_problem(split, spec.name, seed)
+        except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
+            problem = f"unreadable ({type(exc).__name__}: {exc})"
+        if problem is None:
+            return split
+        warnings.warn(f"cached split {cached} is {problem}; rebuilding it from the raw data",
+                      stacklevel=2)
     df = spec.read_raw(raw_dir)
     try:
         split = make_split(

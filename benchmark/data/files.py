@@ -43,6 +43,7 @@ def file_dataset(
     rating_col: str | int | None = None,
     sep: str | None = None,
     header: bool | None = None,
+    extra_fields: str = "error",
     min_rating: float | None = None,
     min_user_items: int = 5,
     min_item_users: int = 0,
@@ -56,8 +57,10 @@ def file_dataset(
             ``user`` / ``userId``, else the first).
         item_col: item column (default: named like ``item`` / ``movieId``, else the second).
         rating_col: rating column (default: named like ``rating``, else the third, if any).
-        sep: separator of a delimited file (default: detected).
+        sep: separator of a delimited file (default: detected; ``--sep``).
         header: whether the first line is a header (default: detected).
+        extra_fields: a line with more fields than the first line: "error" (default,
+            naming the line) or "ignore" (read the first fields only; ``--extra-fields``).
         min_rating: keep rows with rating > min_rating (None: every row is a positive).
         min_user_items: drop users with fewer items (after the item filter).
         min_item_users: drop items with fewer users (applied first).
@@ -67,9 +70,17 @@ def file_dataset(
         A spec whose ``read_raw`` gives DataFrame(user, item[, rating]) in file order.
     """
     file = Path(path).expanduser()
-    options = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col, "sep": sep, "header": header}
+    if extra_fields not in ("error", "ignore"):
+        raise DatasetError(f"extra_fields={extra_fields!r}: use 'error' or 'ignore'")
+    options = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col, "sep": sep,
+               "header": header, "extra_fields": None if extra_fields == "error" else extra_fields}
 
     def read(_raw: Path) -> pd.DataFrame:
+        if file.is_dir():
+            raise MissingRawData(
+                f"file:{path}: {file.resolve()} is a folder, not a file; give the path of the "
+                "CSV, TSV or Parquet file in it, e.g. --dataset file:data/clicks.csv"
+            )
         if not file.is_file():
             raise MissingRawData(
                 f"file:{path}: no such file ({file.resolve()}). Give the path of a CSV, TSV or "
@@ -78,7 +89,8 @@ def file_dataset(
             )
         if _base_suffix(file) in PARQUET:
             return _read_parquet(file, user_col, item_col, rating_col)
-        return _read_delimited(file, user_col, item_col, rating_col, sep, header)
+        return _read_delimited(file, user_col, item_col, rating_col, sep, header,
+                               strict=extra_fields == "error")
 
     def files(_raw: Path) -> list[Path]:
         return [file.resolve()] if file.is_file() else []
@@ -111,7 +123,13 @@ def _base_suffix(file: Path) -> str:
 def _sample_lines(source: Source, n: int = 50) -> list[str]:
     with source.open() as f:
         data = f.read(1 << 16)
-    lines = data.decode("utf-8", "replace").splitlines()
+    if b"\x00" in data or (data and data.decode("utf-8", "replace").count("\ufffd") > len(data) // 20):
+        raise DatasetError(
+            f"file:{source.label}: does not look like a text table (binary content); give a "
+            "CSV/TSV file, a Parquet file named *.parquet, or a compressed file named *.gz, "
+            "*.bz2 or *.xz"
+        )
+    lines = data.decode("utf-8-sig", "replace").splitlines()  # a UTF-8 BOM is not a name
     if len(data) == 1 << 16 and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut
     return [ln for ln in lines if ln.strip()][:n]
@@ -131,7 +149,8 @@ def sniff_separator(lines: list[str], suffix: str = "") -> str:
             return cand
     raise DatasetError(
         f"cannot tell the separator of the file from its first lines ({lines[:2]!r}); use a "
-        ".csv (comma), .tsv (tab) or .parquet file, or give the separator (sep=...)"
+        ".csv (comma), .tsv (tab) or .parquet file, or give the separator with --sep (e.g. "
+        "--sep ';')"
     )
 
 
@@ -178,7 +197,7 @@ def _pick(columns: list[str], user_col, item_col, rating_col) -> tuple[int, int,
 
 
 # --- reading ------------------------------------------------------------------------------
-def _read_delimited(file: Path, user_col, item_col, rating_col, sep, header) -> pd.DataFrame:
+def _read_delimited(file: Path, user_col, item_col, rating_col, sep, header, *, strict: bool = True) -> pd.DataFrame:
     source = Source(file)
     lines = _sample_lines(source)
     if not lines:
@@ -202,7 +221,7 @@ def _read_delimited(file: Path, user_col, item_col, rating_col, sep, header) -> 
             raise DatasetError(f"separator {sep!r}: only one character, or '::', is supported")
         fields = [f for k, fld in enumerate(fields) for f in ([fld] if k == 0 else [(f"_e{k}", "empty"), fld])]
         sep = ":"
-    df = read_delimited(source, fields, sep=sep, header=header, keep=keep, strict=False)
+    df = read_delimited(source, fields, sep=sep, header=header, keep=keep, strict=strict)
     return _numeric_ids(df)
 
 

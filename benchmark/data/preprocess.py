@@ -42,15 +42,53 @@ class Protocol:
     test_prop: float = 0.2
     min_items_for_holdout: int = 5
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.min_rating is not None and not (
+            isinstance(self.min_rating, (int, float)) and np.isfinite(self.min_rating)
+        ):
+            problems.append(f"min_rating={self.min_rating!r} (a finite number, or None)")
+        for k in ("min_item_users", "min_user_items"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, np.integer)) and v >= 0):
+                problems.append(f"{k}={v!r} (an integer >= 0)")
+        if self.n_heldout is not None and not (isinstance(self.n_heldout, (int, np.integer)) and self.n_heldout >= 1):
+            problems.append(f"n_heldout={self.n_heldout!r} (held-out users: an integer >= 1, or None)")
+        if not 0 < self.test_prop < 1:
+            problems.append(f"test_prop={self.test_prop!r} (in (0, 1))")
+        if problems:
+            raise ValueError("invalid preprocessing: " + "; ".join(problems))
+
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def binarise(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
-    """Keep rows with rating > min_rating (all rows when None or no rating column)."""
-    if min_rating is None or "rating" not in df.columns:
+    """Keep rows with rating > min_rating (all rows when None).
+
+    Raises:
+        ValueError: a threshold was given for data that has no rating column.
+    """
+    if min_rating is None:
         return df
+    if "rating" not in df.columns:
+        raise ValueError(
+            f"a rating threshold (--min-rating {min_rating}) was given, but the data has no "
+            f"rating column; drop --min-rating, or name the column with --rating-col"
+        )
     return df[df["rating"] > min_rating]
+
+
+def _check_ids(df: pd.DataFrame) -> None:
+    """Every row has a user and an item id (a missing or NaN id is never a user)."""
+    for name in ("user", "item"):
+        missing = df[name].isna().to_numpy()
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise ValueError(
+                f"{int(missing.sum()):,} rows have no {name} id (empty, NaN or NA), the first "
+                f"at data row {row + 1}; fix or drop those rows"
+            )
 
 
 def filter_triplets(df: pd.DataFrame, min_uc: int, min_sc: int) -> pd.DataFrame:
@@ -117,19 +155,45 @@ def make_split(
         ValueError: when too few users remain for the requested held-out users.
     """
     raw_rows = len(df)
+    if raw_rows == 0:
+        raise ValueError(f"{dataset}: no interactions were read (a header only, or an empty file)")
+    _check_ids(df)
+    steps = [("read", raw_rows, None, None)]
     df = binarise(df, protocol.min_rating)
+    if protocol.min_rating is not None:
+        steps.append((f"rating > {protocol.min_rating:g}", len(df), None, None))
     df = df.drop_duplicates(subset=["user", "item"], keep="first")
     n_pos = len(df)
-    df = filter_triplets(df, protocol.min_user_items, protocol.min_item_users)
+    steps.append(("duplicates dropped", n_pos, None, None))
+    if protocol.min_item_users > 0:
+        df = filter_triplets(df, 0, protocol.min_item_users)
+        steps.append((f"items with >= {protocol.min_item_users} users", len(df),
+                      df["user"].nunique(), df["item"].nunique()))
+    df = filter_triplets(df, protocol.min_user_items, 0)
+    steps.append((f"users with >= {protocol.min_user_items} items", len(df),
+                  df["user"].nunique(), df["item"].nunique()))
     user_ids = np.sort(df["user"].unique())  # groupby(...).size().index is sorted
     n_users = len(user_ids)
     n_items_filtered = int(df["item"].nunique())
     n_h = protocol.n_heldout if protocol.n_heldout is not None else max(1, n_users // 10)
     if n_users < 2 * n_h + 1:
+        trail = " -> ".join(
+            f"{what}: {rows:,} rows" + (f" ({u:,} users, {i:,} items)" if u is not None else "")
+            for what, rows, u, i in steps
+        )
+        emptied = next((what for what, rows, _, _ in steps if rows == 0), None)
+        fits = (n_users - 1) // 2
+        if fits >= 1:
+            advice = (f"lower the held-out users to at most {fits:,} (--heldout-users {fits}), "
+                      f"or relax the filters")
+        elif emptied:
+            advice = f"the step '{emptied}' removed every row: relax it (--min-rating, --min-user-items, --min-item-users)"
+        else:
+            advice = "relax the filters (--min-user-items, --min-item-users, --min-rating) or use more data"
         raise ValueError(
-            f"{dataset}: {n_users} users remain after filtering, too few for {n_h} validation "
-            f"+ {n_h} test users; lower the held-out users (e.g. --heldout-users "
-            f"{max(1, n_users // 10)})"
+            f"{dataset}: {n_users:,} users remain after the filters, too few for {n_h:,} "
+            f"validation + {n_h:,} test users and at least one training user. Rows after each "
+            f"step: {trail}. {advice}"
         )
     np.random.seed(seed)  # the notebook seeds the global RNG before the permutation
     perm = np.random.permutation(n_users)

@@ -19,6 +19,7 @@ import lzma
 import math
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +66,19 @@ class Source:
     def open(self) -> Iterator[IO[bytes]]:
         """The file's bytes as a binary stream (a damaged archive is a :class:`DatasetError`)."""
         if self.member is None:
-            opener = _OPENERS.get(self.path.suffix.lower(), open)
-            with opener(self.path, "rb") as f:
-                yield f
+            suffix = self.path.suffix.lower()
+            opener = _OPENERS.get(suffix, open)
+            try:
+                with opener(self.path, "rb") as f:
+                    yield f
+            except (EOFError, lzma.LZMAError, zlib.error, OSError) as exc:
+                if suffix not in _OPENERS or isinstance(exc, FileNotFoundError):
+                    raise
+                raise DatasetError(
+                    f"{self.path}: not a readable {suffix} file ({type(exc).__name__}: {exc}); "
+                    f"it is damaged, cut short, or not compressed at all: check it, or remove "
+                    f"the {suffix} suffix if it is plain text"
+                ) from exc
             return
         try:
             with zipfile.ZipFile(self.path) as zf, zf.open(self.member) as f:
@@ -314,11 +325,15 @@ def find_malformed(
             shown = sep.join(parts)
             if len(parts) < len(fields) or (strict and len(parts) > len(fields)):
                 shown_sep, n_fields = _display_sep(fields, sep)
+                n_real = len(parts) - (len(fields) - n_fields) if shown_sep != sep else len(parts)
+                quoted = any(sep in p for p in parts)
                 return (
                     lineno,
                     shown,
-                    f"expected {n_fields} fields separated by {shown_sep!r}, "
-                    f"found {len(shown.split(shown_sep))}",
+                    f"expected {n_fields} fields separated by {shown_sep!r}, found {n_real}"
+                    + (" (a quoted field counts as one)" if quoted else "")
+                    + (" (more fields than the first line has: pass --extra-fields ignore "
+                       "to read only the first ones)" if n_real > n_fields else ""),
                 )
             for (name, kind), value in zip(fields, parts, strict=False):
                 why = _valid(kind, value)
