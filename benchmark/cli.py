@@ -222,6 +222,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     checked = preflight(args)  # every problem at once, before any data or fit
     names, seeds, params = checked["names"], checked["seeds"], checked["params"]
+    if args.check:
+        print(f"ok: {len(names)} models x {len(seeds)} seeds; options checked, nothing run",
+              file=sys.stderr)
+        return 0
     split = _split_from_args(args)
     cfg = RunConfig(
         models=args.models,
@@ -264,6 +268,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import tune_command
 
     args.fixed_params = preflight(args, tune=True)["params"]
+    if args.check:
+        print("ok: options checked, nothing run", file=sys.stderr)
+        return 0
     return tune_command(args, _split_from_args)
 
 
@@ -336,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--timeout", type=float, default=None, help="tuning time budget per model, seconds")
         s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under --results-dir)")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
+        s.add_argument("--check", action="store_true",
+                       help="check every option (models, --param values, seeds, device, "
+                       "folders) and exit without loading data or fitting")
         _add_models_dir(s)
 
     s = sub.add_parser(

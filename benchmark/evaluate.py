@@ -215,7 +215,9 @@ def check_scores(scores: np.ndarray, shape: tuple[int, int]) -> None:
             f"score() returned shape {scores.shape} for {shape[0]} fold-in rows of "
             f"{shape[1]} items; it must return (n_rows, n_items)"
         )
-    if np.isfinite(scores.sum(dtype=np.float64)):
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = scores.sum(dtype=np.float64)
+    if np.isfinite(total):
         return
     bad = np.isnan(scores) | np.isposinf(scores)
     if not bad.any():

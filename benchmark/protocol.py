@@ -181,8 +181,12 @@ class Split:
         }
 
     # --- cache format -------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``split.npz`` + ``meta.json`` atomically (temporary folder, then rename)."""
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``split.npz`` + ``meta.json`` atomically (temporary folder, then rename).
+
+        An existing entry is kept (another process saved the same split first) unless
+        ``overwrite`` (a damaged entry being rebuilt).
+        """
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -211,8 +215,14 @@ class Split:
                 follow_umask(f)
             follow_umask(tmp, directory=True)
             for _ in range(3):
-                if directory.exists() and not is_split_dir(directory):
-                    shutil.rmtree(directory, ignore_errors=True)  # a damaged entry
+                if directory.exists() and (overwrite or not is_split_dir(directory)):
+                    aside = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+                    try:
+                        os.replace(directory, aside / "x")
+                    except OSError:
+                        pass
+                    shutil.rmtree(aside, ignore_errors=True)
+                    overwrite = False
                 try:
                     os.replace(tmp, directory)
                     break

@@ -230,6 +230,7 @@ def load_split(
             spec.fetch(raw_dir)
     key = cache_key(spec, raw_dir, seed, root / HASHES_FILE)
     cached = root / "processed" / key
+    problem = None
     if (cached / "meta.json").exists() and (cached / "split.npz").exists():
         try:
             split = Split.load(cached)
@@ -251,7 +252,14 @@ def load_split(
         )
     except ValueError as exc:  # too few users for the filters / held-out users: user-fixable
         raise DatasetError(str(exc)) from exc
-    split.save(cached)
+    try:
+        split.save(cached, overwrite=problem is not None)
+    except OSError as exc:  # a read-only data folder: the split is made, use it uncached
+        warnings.warn(
+            f"could not cache the split in {cached} ({exc.strerror or exc}); it is used "
+            f"without a cache and made again next time: pass a --data-dir you can write to",
+            stacklevel=2,
+        )
     return split
 
 

@@ -79,10 +79,20 @@ def binarise(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
     return df[df["rating"] > min_rating]
 
 
+#: Texts that spell a missing value: never an id ("NaN" read as a string is not a user).
+_NA_TEXT = {"nan", "na", "n/a", "<na>", "null", "none"}
+
+
 def _check_ids(df: pd.DataFrame) -> None:
     """Every row has a user and an item id (a missing or NaN id is never a user)."""
     for name in ("user", "item"):
-        missing = df[name].isna().to_numpy()
+        col = df[name]
+        missing = col.isna().to_numpy()
+        if not pd.api.types.is_numeric_dtype(col):
+            values = col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else col.unique()
+            literal = [v for v in values if isinstance(v, str) and v.strip().lower() in _NA_TEXT]
+            if literal:
+                missing = missing | col.isin(literal).to_numpy()
         if missing.any():
             row = int(np.flatnonzero(missing)[0])
             raise ValueError(
