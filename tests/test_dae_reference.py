@@ -100,7 +100,7 @@ def test_multdae_loss_and_gradients_equal_the_notebook_transcription():
     ref = notebook_dae_loss(torch.from_numpy(X), weights, biases, lam)
     ref.backward()
 
-    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert float(ours.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
     named = dict(zip([n for n, _ in net.named_parameters()], ours_grads, strict=True))
     ref_grads = {
         "enc_w.0": weights[0].grad, "dec_w.0": weights[1].grad,

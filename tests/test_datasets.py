@@ -333,8 +333,9 @@ def test_failed_save_leaves_no_half_written_entry(data_dir, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(protocol, "_savez_deterministic", broken)
-    with pytest.raises(OSError, match="disk full"):
-        load_split("ml-100k", data_dir=data_dir)
+    # the split is made: it is used without a cache (nothing computed is lost), with a warning
+    with pytest.warns(UserWarning, match=r"could not cache the split.*disk full"):
+        assert load_split("ml-100k", data_dir=data_dir).stats()["users"] == 938
     processed = data_dir / "ml-100k" / "processed"
     assert not processed.exists() or list(processed.iterdir()) == []
     monkeypatch.undo()
