@@ -226,7 +226,7 @@ def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, 
     for name, x in sets.items():
         for label, make, opts in (
             ("slim", lambda: SLIM(), FitOptions(progress=False, threads=threads)),
-            ("lightfm (1 thread)", lambda: LightFMRecommender(), FitOptions(progress=False, threads=1, epochs=lightfm_epochs)),
+            ("lightfm (1 thread)", lambda: LightFMRecommender(deterministic=True), FitOptions(progress=False, epochs=lightfm_epochs)),
             (f"lightfm ({threads} threads)", lambda: LightFMRecommender(), FitOptions(progress=False, threads=threads, epochs=lightfm_epochs)),
         ):
             if label.startswith("lightfm (") and threads == 1 and label != "lightfm (1 thread)":

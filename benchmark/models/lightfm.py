@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..protocol import FitOptions, HeldOut, Recommender
+from ..protocol import FitOptions, HeldOut, Recommender, available_cpus
 from ..registry import register
 from ..training import EpochStats, resolve_epochs, run_epochs
 
@@ -55,6 +55,7 @@ class LightFMRecommender(Recommender):
         max_sampled: int = 10,
         learning_schedule: str = "adagrad",
         patience: int | None = None,
+        deterministic: bool = False,
     ) -> None:
         """
         Args:
@@ -68,6 +69,10 @@ class LightFMRecommender(Recommender):
             learning_schedule: "adagrad" or "adadelta".
             patience: stop after this many epochs without a better validation NDCG@100
                 (None: run all epochs). The best validated epoch is kept either way.
+            deterministic: False (default): LightFM's Hogwild SGD on every available core
+                (``FitOptions.threads`` caps it), fast but not bit-reproducible under a
+                seed; True: one thread, the same weights for the same seed. Recorded with
+                the parameters in every result row.
         """
         self.no_components = no_components
         self.learning_rate = learning_rate
@@ -78,6 +83,7 @@ class LightFMRecommender(Recommender):
         self.max_sampled = max_sampled
         self.learning_schedule = learning_schedule
         self.patience = patience
+        self.deterministic = deterministic
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
@@ -105,6 +111,8 @@ class LightFMRecommender(Recommender):
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
                 problems.append(f"{k}={v!r} (a finite number >= 0)")
+        if not isinstance(self.deterministic, bool):
+            problems.append(f"deterministic={self.deterministic!r} (true or false)")
         if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 0):
             problems.append(f"patience={self.patience!r} (an integer >= 0, or None)")
         return problems
@@ -119,8 +127,8 @@ class LightFMRecommender(Recommender):
             valid: validation users: NDCG@100 after every epoch (the shared epoch loop,
                 ``benchmark.training``), the best epoch's weights are kept.
             options: seed, epochs (cap), time_budget (stop after the current epoch),
-                threads (default 1: LightFM's multi-threaded SGD is Hogwild and not
-                reproducible under a seed), on_epoch.
+                threads (default: all available cores, Hogwild; one with
+                ``deterministic=True``), on_epoch.
         """
         from lightfm import LightFM
 
@@ -139,7 +147,8 @@ class LightFMRecommender(Recommender):
             learning_schedule=self.learning_schedule,
             random_state=np.random.RandomState(options.seed),
         )
-        threads = int(options.threads or 1)
+        threads = 1 if self.deterministic else int(options.threads or available_cpus())
+        self.threads_ = threads
         self._set_state(model)
 
         def train_epoch(epoch: int) -> EpochStats:
@@ -191,4 +200,5 @@ class LightFMRecommender(Recommender):
         extra = super().results_extra()
         if hasattr(self, "outcome_"):
             extra.update(self.outcome_.as_dict())
+            extra["threads"] = self.threads_
         return extra
