@@ -200,6 +200,7 @@ def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
         check_int(args.trials, "--trials", minimum=1 if tune else 0),
         check_int(getattr(args, "workers", None), "--workers", minimum=1),
         check_positive(args.timeout, "--timeout"),
+        check_positive(getattr(args, "time_budget", None), "--time-budget"),
         check_device(args.device),
     ) if p]
     problems += _data_problems(args)
@@ -242,6 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         params=params,
         reference=args.reference,
+        time_budget=args.time_budget,
     )
     s = split.stats()
     print(
@@ -250,6 +252,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"models: {', '.join(names)}",
         file=sys.stderr,
     )
+    from .plan import format_plan, make_plan
+    from .protocol import FitOptions
+
+    stats = split.stats()
+    runnable = [n for n in names if not registry.get(n).skip_reason(stats, explicit=args.models.strip() != "all")]
+    plan = make_plan(runnable, split, params,
+                     FitOptions(device=args.device, epochs=args.epochs, progress=False),
+                     time_budget=args.time_budget)
+    print(format_plan(plan), file=sys.stderr, flush=True)
+    if args.plan:
+        return 0
+    cfg.refused = {r.model: r.problem for r in plan if r.problem}
     rows, failures = run(cfg, split)
     if rows:
         print(format_table([r for r in rows if r["dataset"] == split.meta.get("dataset")]))
@@ -363,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", default=None, metavar="MODEL",
                    help="the model the report tests every other model against (default: "
                    "multvae when present, else the best by validation NDCG@100)")
+    s.add_argument("--plan", action="store_true",
+                   help="print each model's estimated fit time and peak memory on this machine "
+                   "(every run prints it first) and exit without fitting")
+    s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="most seconds one model's fit may take: a model estimated above it is "
+                   "not started, an iterative one stops after the epoch that crosses it")
     s.add_argument("--force", action="store_true", help="rerun models whose results exist")
     s.add_argument("--no-report", action="store_true", help="do not render the report at the end")
     s.add_argument("--report-dir", default="reports", help="where the report goes (default ./reports)")

@@ -59,6 +59,8 @@ class RunConfig:
     metrics: Sequence[str] = DEFAULT_METRICS
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference: str | None = None
+    time_budget: float | None = None
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def epoch_budget(cls: type, params: dict[str, Any], cap: int | None) -> dict[str, Any] | None:
@@ -147,6 +149,11 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
         if reason:
             log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
             continue
+        if name in cfg.refused:
+            failures.append(f"{name}: not run: {cfg.refused[name]}")
+            log(f"[{name}] not run: {cfg.refused[name]} (see the plan above; raise --time-budget "
+                f"or BENCHMARK_MEMORY_LIMIT, or leave it out)")
+            continue
         overrides = dict(cfg.params.get(name, {}))
         params = dict(cls.default_params(dataset))
         params.update(overrides)
@@ -200,6 +207,7 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
                 epochs=cfg.epochs,
                 progress=cfg.progress,
                 dataset=dataset,
+                time_budget=cfg.time_budget,
             )
             label = name if len(seeds) == 1 else f"{name} seed {seed}"
             try:

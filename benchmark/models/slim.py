@@ -159,6 +159,32 @@ class SLIM(Recommender):
             )
         return None
 
+    @classmethod
+    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+        """All columns x the time of 64 random columns' regressions (on these data, with
+        these penalties), over the threads."""
+        from ..plan import Estimate
+
+        model = cls(**params)
+        x = split.train
+        n_users, n_items = x.shape
+        xc = sp.csc_matrix(x, dtype=np.float64)
+        xc.sort_indices()
+        l1, l2 = float(model.l1), float(model.l2)
+        solver = _Solver(xc, xc.tocsr(), l1, (l1 + l2) / n_users, l1 / (l1 + l2), model.max_iter, model.tol)
+        cols = np.sort(np.random.default_rng(0).choice(n_items, size=min(64, n_items), replace=False))
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            t = time.perf_counter()
+            solver.solve(cols, model.topk)
+            per_col = (time.perf_counter() - t) / len(cols)
+        threads = max(1, min(options.threads or available_cpus(), n_items))
+        peak = x.nnz * 12 * 4 + n_items * 200 * 12
+        return Estimate(per_col * n_items / threads, int(peak),
+                        f"{n_items:,} columns x {per_col * 1000:.1f} ms / {threads} threads")
+
     def param_problems(self) -> list[str]:
         problems = []
         num = all(isinstance(v, (int, float)) and 0 <= v < float("inf") for v in (self.l1, self.l2))

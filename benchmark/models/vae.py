@@ -623,6 +623,52 @@ class AutoEncoder(Recommender):
             desc=desc,
         )
 
+    @classmethod
+    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+        """Epochs x (updates per epoch x one update, timed at full width on this device,
+        + a validation pass per validated epoch); twice that with the beta search.
+
+        Peak: the weights with their gradients and Adam's two moments (4 copies), a
+        minibatch's dense logits and their gradient buffers (4 x batch x items), the data.
+        """
+        from ..plan import Estimate, timed, validation_seconds
+        from ..training import resolve_epochs
+
+        model = cls(**params)
+        model.check_params()
+        device = torch.device(options.resolve_device())
+        x = split.train
+        bs = int(model.batch_size)
+        data = DeviceCSR(x[: min(x.shape[0], 4 * bs)], device)
+        gen = torch.Generator().manual_seed(0)
+        net = _Net(x.shape[1], tuple(int(h) for h in model.hidden_dims), int(model.latent_dim),
+                   bool(model.variational), model.activation, gen).to(device)
+        model.net_, model.n_items_ = net, x.shape[1]
+        opt = _adam(net.parameters(), float(model.lr))
+        dgen = torch.Generator(device=device).manual_seed(0)
+        batches = [data.batch(s, min(s + bs, data.n_rows)) for s in range(0, data.n_rows, bs)]
+        state = {"i": 0}
+
+        def step() -> None:
+            b = batches[state["i"] % len(batches)]
+            state["i"] += 1
+            model._step(net, opt, b, 0.1 if model.variational else None, float(model.dropout),
+                        dgen, float(model.weight_decay))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        per_update = timed(step, repeats=3)
+        epochs = resolve_epochs(model.epochs, options)
+        n_batches = -(-x.shape[0] // bs)
+        validate = validation_seconds(model, split, users=2 * bs) / max(1, int(model.validate_every))
+        seconds = epochs * (n_batches * per_update + validate)
+        runs = 2 if model.variational and model.anneal_cap == "auto" else 1
+        n_params = sum(p.numel() for p in net.parameters())
+        peak = 4 * n_params * 4 + 4 * bs * x.shape[1] * 4 + x.nnz * 20
+        return Estimate(runs * seconds, int(peak),
+                        f"{runs * epochs} epochs x {n_batches} updates ({per_update * 1000:.0f} ms each)"
+                        f" + validation")
+
     def beta_search_steps(self, n_train_users: int, epochs: int) -> int:
         """Updates over which the beta search anneals 0 -> 1 (``anneal_cap="auto"``).
 

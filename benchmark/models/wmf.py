@@ -204,6 +204,30 @@ class WMF(Recommender):
             "regularization": trial.suggest_float("regularization", 1e-2, 1e3, log=True),
         }
 
+    @classmethod
+    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+        """ALS sweeps x the time of one sweep on a 10% user sample, scaled by the sweep's
+        cost nnz k + (users + items) k^2 (the conjugate-gradient steps' terms)."""
+        from ..plan import Estimate, user_sample
+
+        x = split.train
+        k = int(params.get("factors", 100))
+        sample = user_sample(x, 0.1, 2000)
+        sweeps = int(params.get("iterations", 15))
+        if options.epochs is not None:
+            sweeps = min(sweeps, int(options.epochs))
+        probe = cls(**{**params, "iterations": 2})
+        t = time.perf_counter()
+        probe.fit(sample, options=FitOptions(seed=0, progress=False, threads=options.threads, epochs=2))
+        per_sweep = (time.perf_counter() - t) / 2
+
+        def cost(m: sp.csr_matrix) -> float:
+            return m.nnz * k + (m.shape[0] + m.shape[1]) * k * k
+
+        seconds = sweeps * per_sweep * cost(x) / cost(sample)
+        peak = (x.shape[0] + x.shape[1]) * k * 4 * 3 + x.nnz * 12 * 3
+        return Estimate(seconds, int(peak), f"{sweeps} sweeps x one sweep timed on {sample.shape[0]:,} users")
+
     def param_problems(self) -> list[str]:
         problems = []
         for k in ("factors", "iterations"):
