@@ -221,6 +221,13 @@ def ease_weights_cpu(
     return p
 
 
+def _cholesky_inverse(g: np.ndarray) -> None:
+    """potrf + potri in place (the kernel of :func:`ease_weights_cpu`, for timing)."""
+    potrf, potri = (lapack.spotrf, lapack.spotri) if g.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
+    c, _ = potrf(g.T, lower=0, clean=0, overwrite_a=1)
+    potri(c, lower=0, overwrite_c=1)
+
+
 def dense_on_device(x: sp.csr_matrix, dtype: Any, device: str):
     """(rows, n_items) CSR -> dense torch tensor made on ``device`` (only indices travel)."""
     import torch
@@ -325,11 +332,13 @@ class EASE(Recommender):
 
     @classmethod
     def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
-        """Fit time = Gram + Cholesky inverse + the n^2 passes, each timed at 2,048 items.
+        """Fit time = Gram + Cholesky inverse, calibrated on random items of these data.
 
         The Gram time scales with sum_u |u|^2 + n^2 (its sparse products and the dense
-        fill), the inverse (potrf + potri, n^3 flops) with (n / 2048)^3, timed on the
-        Gram matrix of 2,048 random items of these data; peak = n^2 x bytes x copies.
+        fill), timed at m items. The inverse (potrf + potri) is timed at m/2 and m items and
+        fitted as a m^3 + b m^2 (the m^3 flops at the machine's large-matrix rate plus a
+        per-panel overhead that small matrices are dominated by), then evaluated at n.
+        Peak = n^2 x bytes x copies.
         """
         from ..plan import Estimate, timed
 
@@ -350,10 +359,21 @@ class EASE(Recommender):
         lens, lens_s = np.diff(x.indptr).astype(np.float64), np.diff(xs.indptr).astype(np.float64)
         t_gram = timed(lambda: gram_dense(xs, dtype, threads=threads), repeats=2)
         gram = t_gram * ((lens**2).sum() + n * n) / ((lens_s**2).sum() + m * m)
-        t_all = timed(lambda: ease_weights_cpu(xs, l2, dtype, threads=threads), repeats=2)
-        inverse = max(0.0, t_all - t_gram) * (n / m) ** 3
+        g = gram_dense(xs, dtype, threads=threads)
+        g[np.diag_indices_from(g)] += l2
+
+        def inverse_at(k: int) -> float:
+            return timed(lambda: _cholesky_inverse(g[:k, :k].copy()), repeats=2)
+
+        if m >= 256:
+            t1, t2 = inverse_at(m // 2), inverse_at(m)
+            a = max((t2 - 4 * t1) / (4 * (m // 2) ** 3), t2 / m**3 / 8)  # a m^3 + b m^2 through both
+            b = max(0.0, (t2 - a * m**3) / m**2)
+            inverse = a * n**3 + b * n**2
+        else:
+            inverse = inverse_at(m) * (n / m) ** 3
         return Estimate(gram + inverse, peak,
-                        f"Gram + Cholesky inverse timed at {m:,} items, x (n/{m})^3")
+                        f"Gram timed at {m:,} items; Cholesky inverse fitted at {m // 2:,} and {m:,}")
 
     def param_problems(self) -> list[str]:
         problems = []
