@@ -137,7 +137,33 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_params(name: str) -> int:
+    """``models --params NAME``: each parameter, its default, its type and its search range."""
+    import inspect
+
+    from .tuning import probe_distributions
+
+    cls = registry.get(name)
+    sig = inspect.signature(cls.__init__)
+    space = probe_distributions(cls)
+    print(f"{name}: {cls.description}")
+    rows = [("parameter", "default", "type", "search space (tune)")]
+    for p in sig.parameters.values():
+        if p.name == "self" or p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            continue
+        ann = p.annotation if p.annotation is not inspect.Parameter.empty else ""
+        default = cls.default_params().get(p.name, "(required)")
+        rows.append((p.name, repr(default), str(ann), space.get(p.name, "")))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  " + "  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())
+    print(f"  (set one with --param {name}.NAME=VALUE)")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.params:
+        return _print_params(args.params)
     reg = registry.discover()
     w = max(len(n) for n in reg)
     for name in sorted(reg):
@@ -316,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mult-VAE (Liang et al. 2018) against tuned baselines under the paper's "
         "strong-generalisation protocol: datasets, models, tuning, evaluation, reports.",
     )
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"cf-benchmark {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("datasets", help="list datasets, their sources, and what is on disk")
@@ -333,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("models", help="list the registered models (built-ins and plugins)")
+    s.add_argument("--params", metavar="MODEL", default=None,
+                   help="list MODEL's parameters: defaults, types and search space")
     _add_models_dir(s)
     s.set_defaults(func=cmd_models)
 

@@ -369,7 +369,10 @@ class Recommender:
             if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         ]
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The hyperparameters by name (scikit-learn's convention; ``deep`` is accepted for
+        ``sklearn.base.clone`` and has nothing to descend into here)."""
+        del deep
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params: Any) -> Recommender:

@@ -307,6 +307,46 @@ def _failed(failures: list[str], label: str, exc: BaseException) -> None:
         traceback.print_exc()
 
 
+def run_experiment(
+    models: str | Sequence[str],
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    results_dir: str = "results",
+    report_dir: str | None = "reports",
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """``python -m benchmark run`` from Python: fit, evaluate, record, report.
+
+    Args:
+        models: names (or "all").
+        dataset: a dataset name or ``file:PATH``.
+        data_dir: the data root (default ``$BENCHMARK_DATA_DIR`` or ``./datasets``).
+        results_dir: where rows and arrays go.
+        report_dir: where the report goes (None: no report).
+        options: further :class:`RunConfig` fields (``seeds``, ``epochs``, ``trials``,
+            ``device``, ``params``, ``reference``, ``force``, ...).
+
+    Returns:
+        The result rows (written now or found done).
+
+    Raises:
+        RuntimeError: naming every model that failed (the others' rows are kept).
+    """
+    from .data import load_split
+
+    names = models if isinstance(models, str) else ",".join(models)
+    cfg = RunConfig(models=names, dataset=dataset, data_dir=data_dir, results_dir=results_dir,
+                    progress=options.pop("progress", False), **options)
+    split = load_split(dataset, data_dir=data_dir)
+    rows, failures = run(cfg, split)
+    if report_dir is not None:
+        maybe_report(results_dir, report_dir, reference=cfg.reference)
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    return rows
+
+
 def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
     """A plain-text table of test metrics with validation NDCG@100, one line per model.
 

@@ -332,6 +332,24 @@ def sampler_fixed(cls: type, fixed_params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def probe_distributions(cls: type) -> dict[str, str]:
+    """Each parameter of ``cls.search_space`` and its Optuna distribution, in words."""
+    _quiet_optuna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = probe.ask()
+        cls.search_space(trial)
+    out = {}
+    for k, d in trial.distributions.items():
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            out[k] = "one of " + ", ".join(map(str, d.choices))
+        else:
+            log_ = " (log)" if getattr(d, "log", False) else ""
+            out[k] = f"{d.low:g} .. {d.high:g}{log_}"
+    return out
+
+
 def enqueued_defaults(
     cls: type, dataset: str | None, names: list[str], fixed_params: dict[str, Any] | None = None
 ) -> dict[str, Any]:

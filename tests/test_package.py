@@ -1,0 +1,43 @@
+"""The package's conventions: version, exports, scikit-learn's clone, parameter listing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sklearn.base import clone
+
+import benchmark
+from benchmark import registry
+
+
+def test_version_and_exports():
+    assert benchmark.__version__ and benchmark.__version__ != "0+unknown"
+    p = subprocess.run([sys.executable, "-m", "benchmark", "--version"], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == f"cf-benchmark {benchmark.__version__}"
+    for name in ("load_split", "get_model", "list_models", "evaluate", "FitOptions", "Split",
+                 "run_experiment", "build_report"):
+        assert callable(getattr(benchmark, name)), name
+    assert benchmark.get_model("ease") is registry.get("ease")
+    with pytest.raises(AttributeError):
+        benchmark.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("name", registry.available())
+def test_sklearn_clone_copies_the_parameters(name):
+    cls = registry.get(name)
+    model = cls()
+    copy = clone(model)
+    assert copy is not model and type(copy) is type(model)
+    assert copy.get_params() == model.get_params() == model.get_params(deep=True)
+
+
+def test_models_params_lists_defaults_types_and_search_space():
+    p = subprocess.run([sys.executable, "-m", "benchmark", "models", "--params", "ease"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0
+    assert "l2" in p.stdout and "10 .. 10000 (log)" in p.stdout and "float" in p.stdout
+    bad = subprocess.run([sys.executable, "-m", "benchmark", "models", "--params", "nope"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr
