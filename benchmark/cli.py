@@ -25,6 +25,7 @@ from .checks import (
 )
 from .data import DatasetError, dataset_dir, dataset_names, get_dataset, load_split
 from .data.preprocess import REFERENCE_SEED
+from .evaluate import DEFAULT_METRICS, parse_metric
 
 EPILOG_RUN = """examples:
   python -m benchmark run --models popularity,multvae --dataset ml-100k
@@ -230,6 +231,16 @@ def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
         check_device(args.device),
     ) if p]
     problems += _data_problems(args)
+    metrics = list(DEFAULT_METRICS)
+    for m in (getattr(args, "metrics", None) or "").split(","):
+        if m.strip():
+            try:
+                parse_metric(m)
+            except ValueError as exc:
+                problems.append(f"--metrics: {exc}")
+                continue
+            if m.strip().lower() not in metrics:
+                metrics.append(m.strip().lower())
     reference = getattr(args, "reference", None)
     if reference is not None and reference not in registry.available():
         problems.append(f"--reference {reference}: no such model; available: "
@@ -241,7 +252,7 @@ def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
         raise UsageError(problems)
     for n in notes:
         print(f"warning: {n}", file=sys.stderr)
-    return {"names": names, "seeds": seeds, "params": params}
+    return {"names": names, "seeds": seeds, "params": params, "metrics": metrics}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -270,6 +281,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=params,
         reference=args.reference,
         time_budget=args.time_budget,
+        metrics=checked["metrics"],
     )
     s = split.stats()
     print(
@@ -292,7 +304,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg.refused = {r.model: r.problem for r in plan if r.problem}
     rows, failures = run(cfg, split)
     if rows:
-        print(format_table([r for r in rows if r["dataset"] == split.meta.get("dataset")]))
+        print(format_table([r for r in rows if r["dataset"] == split.meta.get("dataset")],
+                           metrics=cfg.metrics))
     print(f"results: {Path(args.results_dir) / 'results.jsonl'}", file=sys.stderr)
     if not args.no_report:
         out = maybe_report(args.results_dir, args.report_dir, reference=args.reference)
@@ -388,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--timeout", type=float, default=None, help="tuning time budget per model, seconds")
         s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under --results-dir)")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
+        s.add_argument("--metrics", default=None, metavar="M1,M2,...",
+                       help="metrics to record besides the paper's recall@20, recall@50 and "
+                       "ndcg@100: precision@K, map@K, mrr@K, hitrate@K, coverage@K, recall@K, "
+                       "ndcg@K (definitions: docs/metrics.md)")
         s.add_argument("--check", action="store_true",
                        help="check every option (models, --param values, seeds, device, "
                        "folders) and exit without loading data or fitting")

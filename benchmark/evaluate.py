@@ -23,13 +23,53 @@ import scipy.sparse as sp
 from .protocol import HeldOut
 
 DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")
+#: Every metric kind (``kind@K``); ``coverage`` is one number for all users, the others are
+#: per user. Definitions in ``docs/metrics.md``.
+METRIC_KINDS = ("recall", "ndcg", "precision", "map", "mrr", "hitrate", "coverage")
 
 
 def parse_metric(name: str) -> tuple[str, int]:
-    kind, _, k = name.partition("@")
-    if kind not in ("recall", "ndcg") or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"unknown metric {name!r}: use recall@K or ndcg@K")
+    kind, _, k = str(name).strip().lower().partition("@")
+    if kind not in METRIC_KINDS or not k.isdigit() or int(k) < 1:
+        raise ValueError(
+            f"unknown metric {name!r}: use KIND@K with KIND one of {', '.join(METRIC_KINDS)} "
+            f"and K >= 1, e.g. precision@10"
+        )
     return kind, int(k)
+
+
+def precision_at_k(topk: np.ndarray, holdout: sp.csr_matrix, k: int) -> np.ndarray:
+    """Hits in the top k / k; NaN for rows with an empty holdout."""
+    hits = _hits(topk[:, :k], holdout).sum(axis=1)
+    n_true = np.diff(holdout.indptr)
+    return np.where(n_true > 0, hits / k, np.nan)
+
+
+def hitrate_at_k(topk: np.ndarray, holdout: sp.csr_matrix, k: int) -> np.ndarray:
+    """1 when the top k holds at least one held-out item, else 0; NaN for empty holdouts."""
+    hits = _hits(topk[:, :k], holdout).sum(axis=1)
+    return np.where(np.diff(holdout.indptr) > 0, (hits > 0).astype(np.float64), np.nan)
+
+
+def mrr_at_k(topk: np.ndarray, holdout: sp.csr_matrix, k: int) -> np.ndarray:
+    """1 / rank of the first held-out item in the top k (0 when none); NaN for empty holdouts."""
+    hits = _hits(topk[:, :k], holdout)
+    first = np.argmax(hits > 0, axis=1)
+    rr = np.where(hits.any(axis=1), 1.0 / (first + 1), 0.0)
+    return np.where(np.diff(holdout.indptr) > 0, rr, np.nan)
+
+
+def map_at_k(topk: np.ndarray, holdout: sp.csr_matrix, k: int) -> np.ndarray:
+    """Average precision at k: sum_r P@r hit_r / min(k, |holdout|); NaN for empty holdouts."""
+    hits = _hits(topk[:, :k], holdout)
+    prec = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+    denom = np.minimum(k, np.diff(holdout.indptr)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (prec * hits).sum(axis=1) / denom, np.nan)
+
+
+_PER_USER = {"recall": None, "ndcg": None, "precision": precision_at_k, "map": map_at_k,
+             "mrr": mrr_at_k, "hitrate": hitrate_at_k}
 
 
 def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -153,7 +193,14 @@ def compute_metrics(
     top = topk_indices(scores, kmax)
     out = {}
     for name, (kind, k) in zip(metrics, parsed):
-        out[name] = recall_at_k(top, holdout, k) if kind == "recall" else ndcg_at_k(top, holdout, k)
+        if kind == "coverage":  # the items in this batch's top k (aggregated by evaluate)
+            out[name] = top[:, :k]
+        elif kind == "recall":
+            out[name] = recall_at_k(top, holdout, k)
+        elif kind == "ndcg":
+            out[name] = ndcg_at_k(top, holdout, k)
+        else:
+            out[name] = _PER_USER[kind](top, holdout, k)
     return out
 
 
@@ -175,13 +222,16 @@ class EvalResult:
     n_excluded: int
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    aggregate: dict[str, float] = field(default_factory=dict)  # e.g. coverage@k
 
     @property
     def n_users(self) -> int:
         return int(len(self.users))
 
     def mean(self) -> dict[str, float]:
-        return {m: float(v.mean()) if len(v) else float("nan") for m, v in self.per_user.items()}
+        out = {m: float(v.mean()) if len(v) else float("nan") for m, v in self.per_user.items()}
+        out.update(self.aggregate)
+        return out
 
     def sem(self) -> dict[str, float]:
         """Standard error as the notebook prints it: std / sqrt(n) (population std)."""
@@ -252,7 +302,10 @@ def evaluate(
     n_true = np.diff(heldout.holdout.indptr)
     users = np.flatnonzero(n_true > 0)
     n_excluded = int(heldout.n_users - len(users))
-    per_user = {m: np.empty(len(users), dtype=np.float64) for m in metrics}
+    kinds = {m: parse_metric(m) for m in metrics}
+    covered = {m: np.zeros(heldout.fold_in.shape[1], dtype=bool) for m, (kind, _) in kinds.items()
+               if kind == "coverage"}
+    per_user = {m: np.empty(len(users), dtype=np.float64) for m in metrics if m not in covered}
     iterator = range(0, len(users), batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -265,7 +318,10 @@ def evaluate(
         check_scores(scores, fold.shape)
         batch = compute_metrics(scores, fold, heldout.holdout[rows], metrics)
         for m in metrics:
-            per_user[m][start : start + len(rows)] = batch[m]
+            if m in covered:
+                covered[m][np.unique(batch[m])] = True
+            else:
+                per_user[m][start : start + len(rows)] = batch[m]
     fold_sizes = np.diff(heldout.fold_in.indptr)[users]
     return EvalResult(
         per_user=per_user,
@@ -273,6 +329,7 @@ def evaluate(
         fold_in_size=fold_sizes,
         n_excluded=n_excluded,
         seconds=time.perf_counter() - t0,
+        aggregate={m: float(c.mean()) if len(users) else float("nan") for m, c in covered.items()},
     )
 
 

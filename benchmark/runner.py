@@ -166,7 +166,9 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
         todo = []
         for seed in seeds:
             key = seed_run_key(config, seed)
-            if not cfg.force and (key, "test") in done and (key, "valid") in done:
+            have = [done.get((key, part)) for part in ("valid", "test")]
+            complete = all(r is not None and set(cfg.metrics) <= set(r.get("metrics") or {}) for r in have)
+            if not cfg.force and complete:
                 log(f"[{name}] seed {seed} already done (run_key {key}); skipping; use --force "
                     f"to run it again")
                 rows += [done[(key, "valid")], done[(key, "test")]]

@@ -141,8 +141,10 @@ def test_sem_is_population_std_over_sqrt_n():
 
 def test_parse_metric_rejects_unknown():
     assert parse_metric("ndcg@100") == ("ndcg", 100)
-    with pytest.raises(ValueError, match="recall@K or ndcg@K"):
-        parse_metric("map@10")
+    assert parse_metric("MAP@10") == ("map", 10)
+    for bad in ("f1@10", "ndcg@0", "ndcg", "recall@x"):
+        with pytest.raises(ValueError, match="use KIND@K"):
+            parse_metric(bad)
 
 
 def test_fast_topk_equals_a_full_stable_sort_with_and_without_ties():
@@ -157,3 +159,32 @@ def test_fast_topk_equals_a_full_stable_sort_with_and_without_ties():
         for k in (1, 20, 100, 299, 300, 500):
             np.testing.assert_array_equal(topk_indices(s, k), full[:, :k])
             np.testing.assert_array_equal(_topk_exact(s, min(k, 300)), full[:, :k])
+
+
+# --- the opt-in metrics, by hand ---------------------------------------------------------------
+def test_opt_in_metrics_by_hand():
+    from benchmark.evaluate import evaluate as run_eval
+    from benchmark.protocol import HeldOut
+
+    # 3 users x 6 items; fold-in items are ranked last (-inf)
+    #   A: fold-in {0}, holdout {1, 3}, scores 9 8 7 6 5 4 -> ranking 1 2 3 4 5 (0)
+    #      top-3 = 1 2 3: hits at ranks 1 and 3
+    #      precision@3 = 2/3, hitrate@3 = 1, mrr@3 = 1/1,
+    #      map@3 = (P@1 * 1 + P@3 * 1) / min(3, 2) = (1 + 2/3) / 2 = 5/6
+    #   B: fold-in {2}, holdout {3}, scores 1..6 -> ranking 5 4 3 1 0 (2); hit at rank 3
+    #      precision@3 = 1/3, hitrate@3 = 1, mrr@3 = 1/3, map@3 = (P@3 * 1) / 1 = 1/3
+    #   C: fold-in {}, holdout {0}, scores 0..5 -> top-3 = 5 4 3; no hit: all 0
+    #   coverage@3: items in some top-3 = {1, 2, 3, 4, 5} -> 5/6
+    fold = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]], np.float32))
+    hold = sp.csr_matrix(np.array([[0, 1, 0, 1, 0, 0], [0, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0]], np.float32))
+    scores = np.array([[9, 8, 7, 6, 5, 4], [1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5]], np.float32)
+    res = run_eval(lambda f: scores[: f.shape[0]], HeldOut(fold, hold),
+                   metrics=("precision@3", "hitrate@3", "mrr@3", "map@3", "coverage@3"))
+    np.testing.assert_allclose(res.per_user["precision@3"], [2 / 3, 1 / 3, 0])
+    np.testing.assert_allclose(res.per_user["hitrate@3"], [1, 1, 0])
+    np.testing.assert_allclose(res.per_user["mrr@3"], [1, 1 / 3, 0])
+    np.testing.assert_allclose(res.per_user["map@3"], [5 / 6, 1 / 3, 0])
+    assert res.mean()["coverage@3"] == pytest.approx(5 / 6)
+    assert "coverage@3" not in res.per_user  # one number for all users, not per user
+    with pytest.raises(ValueError, match="KIND@K with KIND one of recall, ndcg, precision"):
+        run_eval(lambda f: scores, HeldOut(fold, hold), metrics=("f1@3",))
