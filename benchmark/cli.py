@@ -26,6 +26,7 @@ from .checks import (
 from .data import DatasetError, dataset_dir, dataset_names, get_dataset, load_split
 from .data.preprocess import REFERENCE_SEED
 from .evaluate import DEFAULT_METRICS, parse_metric
+from .logs import logger
 
 EPILOG_RUN = """examples:
   python -m benchmark run --models popularity,multvae --dataset ml-100k
@@ -251,7 +252,7 @@ def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
     if problems:
         raise UsageError(problems)
     for n in notes:
-        print(f"warning: {n}", file=sys.stderr)
+        logger.warning(f"warning: {n}")
     return {"names": names, "seeds": seeds, "params": params, "metrics": metrics}
 
 
@@ -277,18 +278,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         storage=args.storage,
         force=args.force,
-        progress=not args.no_progress,
+        progress=show_progress(args),
         params=params,
         reference=args.reference,
         time_budget=args.time_budget,
         metrics=checked["metrics"],
     )
     s = split.stats()
-    print(
+    logger.info(
         f"{s['dataset']}: {s['users']:,} users x {s['items']:,} items, "
         f"{s['train_users']:,} train / {s['valid_users']:,} valid / {s['test_users']:,} test users; "
-        f"models: {', '.join(names)}",
-        file=sys.stderr,
+        f"models: {', '.join(names)}"
     )
     from .plan import format_plan, make_plan
     from .protocol import FitOptions
@@ -298,7 +298,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = make_plan(runnable, split, params,
                      FitOptions(device=args.device, epochs=args.epochs, progress=False),
                      time_budget=args.time_budget)
-    print(format_plan(plan), file=sys.stderr, flush=True)
+    logger.info(format_plan(plan))
     if args.plan:
         return 0
     cfg.refused = {r.model: r.problem for r in plan if r.problem}
@@ -306,15 +306,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rows:
         print(format_table([r for r in rows if r["dataset"] == split.meta.get("dataset")],
                            metrics=cfg.metrics))
-    print(f"results: {Path(args.results_dir) / 'results.jsonl'}", file=sys.stderr)
+    logger.info(f"results: {Path(args.results_dir) / 'results.jsonl'}")
     if not args.no_report:
         out = maybe_report(args.results_dir, args.report_dir, reference=args.reference)
         if out:
-            print(f"report: {out}", file=sys.stderr)
+            logger.info(f"report: {out}")
     if failures:
-        print("failed: " + "; ".join(failures), file=sys.stderr)
+        logger.warning("failed: " + "; ".join(failures))
         return 1
     return 0
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Bars on a terminal only (a log file gets none), unless --progress / --no-progress."""
+    if getattr(args, "no_progress", False):
+        return False
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -358,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"cf-benchmark {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("datasets", help="list datasets, their sources, and what is on disk")
@@ -401,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--timeout", type=float, default=None, help="tuning time budget per model, seconds")
         s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under --results-dir)")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
+        s.add_argument("--progress", action="store_true",
+                       help="progress bars even when standard error is not a terminal (by "
+                       "default they show on a terminal only)")
+        s.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="warnings and errors only")
+        s.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug messages too")
         s.add_argument("--metrics", default=None, metavar="M1,M2,...",
                        help="metrics to record besides the paper's recall@20, recall@50 and "
                        "ndcg@100: precision@K, map@K, mrr@K, hitrate@K, coverage@K, recall@K, "
@@ -466,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in argv:
         argv.remove("--debug")
     args = build_parser().parse_args(argv)
+    from .logs import configure_cli
+
+    configure_cli(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
     if getattr(args, "models_dir", None):
         models_dir = Path(args.models_dir)
         if not models_dir.is_dir():

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import __version__, registry
 from .evaluate import DEFAULT_METRICS, evaluate
+from .logs import logger
 from .protocol import FitOptions, Split
 from .results import ResultStore, git_commit, git_dirty, hardware, row_label, run_key, versions
 
@@ -103,7 +104,8 @@ def seed_run_key(config: str, seed: int) -> str:
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line (the ``benchmark`` logger, INFO; failures go out as WARNING)."""
+    (logger.warning if "FAILED" in msg or "not run:" in msg else logger.info)(msg)
 
 
 def fit_and_evaluate(

@@ -80,7 +80,10 @@ def _quiet_optuna() -> None:
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line (the ``benchmark`` logger, INFO; failures go out as WARNING)."""
+    from .logs import logger
+
+    (logger.warning if "FAILED" in msg or "failed:" in msg else logger.info)(msg)
 
 
 # --- names and storage ----------------------------------------------------------------------

@@ -41,3 +41,19 @@ def test_models_params_lists_defaults_types_and_search_space():
     bad = subprocess.run([sys.executable, "-m", "benchmark", "models", "--params", "nope"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr
+
+
+def test_quiet_verbose_and_progress_only_on_a_terminal(tmp_path):
+    from test_bad_input import _clicks, _run_args, cli
+
+    data = _clicks(tmp_path / "c.csv")
+    args = _run_args(tmp_path, data, "--models", "multdae", "--epochs", "2", "--no-report",
+                     "--param", "multdae.batch_size=50")
+    args.remove("--no-progress")
+    p = cli(*args, cwd=tmp_path)  # stderr is a pipe, not a terminal: no bars
+    assert p.returncode == 0 and "[multdae] fitting on" in p.stderr and "plan:" in p.stderr
+    assert "epoch/s" not in p.stderr and "s/epoch" not in p.stderr
+    p = cli(*args, "--force", "--progress", cwd=tmp_path)
+    assert "epoch" in p.stderr and "multdae:" in p.stderr  # the bar, asked for
+    p = cli(*args, "--force", "-q", cwd=tmp_path)
+    assert p.returncode == 0 and p.stderr == "" and "multdae" in p.stdout  # the table only
