@@ -302,14 +302,20 @@ class BudgetStudy(optuna.Study):
 
 
 # --- search spaces --------------------------------------------------------------------------
-def probe_space(cls: type) -> list[str]:
-    """Names of the Optuna parameters ``cls.search_space`` suggests (one random draw)."""
+def _probe_trial(cls: type) -> optuna.Trial:
+    """A trial after one random draw of ``cls.search_space`` (its names and distributions)."""
+    _quiet_optuna()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         trial = probe.ask()
         cls.search_space(trial)
-    return list(trial.params)
+    return trial
+
+
+def probe_space(cls: type) -> list[str]:
+    """Names of the Optuna parameters ``cls.search_space`` suggests (one random draw)."""
+    return list(_probe_trial(cls).params)
 
 
 def sampler_fixed(cls: type, fixed_params: dict[str, Any]) -> dict[str, Any]:
@@ -317,11 +323,7 @@ def sampler_fixed(cls: type, fixed_params: dict[str, Any]) -> dict[str, Any]:
     (those are pinned in the sampler; the others are set on the model after sampling)."""
     if not fixed_params:
         return {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        trial = probe.ask()
-        cls.search_space(trial)
+    trial = _probe_trial(cls)
     out = {}
     for k, v in fixed_params.items():
         dist = trial.distributions.get(k)
@@ -337,12 +339,7 @@ def sampler_fixed(cls: type, fixed_params: dict[str, Any]) -> dict[str, Any]:
 
 def probe_distributions(cls: type) -> dict[str, str]:
     """Each parameter of ``cls.search_space`` and its Optuna distribution, in words."""
-    _quiet_optuna()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        trial = probe.ask()
-        cls.search_space(trial)
+    trial = _probe_trial(cls)
     out = {}
     for k, d in trial.distributions.items():
         if isinstance(d, optuna.distributions.CategoricalDistribution):
