@@ -293,8 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .plan import format_plan, make_plan
     from .protocol import FitOptions
 
-    stats = split.stats()
-    runnable = [n for n in names if not registry.get(n).skip_reason(stats, explicit=args.models.strip() != "all")]
+    runnable = [n for n in names if not registry.get(n).skip_reason(s, explicit=args.models.strip() != "all")]
     plan = make_plan(runnable, split, params,
                      FitOptions(device=args.device, epochs=args.epochs, progress=False),
                      time_budget=args.time_budget)
