@@ -1,0 +1,75 @@
+"""Search spaces: probing a model's ``search_space``, fixed parameters, the defaults trial."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+
+from .policy import _quiet_optuna
+
+
+def _probe_trial(cls: type) -> optuna.Trial:
+    """A trial after one random draw of ``cls.search_space`` (its names and distributions)."""
+    _quiet_optuna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = probe.ask()
+        cls.search_space(trial)
+    return trial
+
+
+def probe_space(cls: type) -> list[str]:
+    """Names of the Optuna parameters ``cls.search_space`` suggests (one random draw)."""
+    return list(_probe_trial(cls).params)
+
+
+def sampler_fixed(cls: type, fixed_params: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that name a parameter of the search space with a value it can take
+    (those are pinned in the sampler; the others are set on the model after sampling)."""
+    if not fixed_params:
+        return {}
+    trial = _probe_trial(cls)
+    out = {}
+    for k, v in fixed_params.items():
+        dist = trial.distributions.get(k)
+        if dist is None:
+            continue
+        try:
+            if dist._contains(dist.to_internal_repr(v)):
+                out[k] = v
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def probe_distributions(cls: type) -> dict[str, str]:
+    """Each parameter of ``cls.search_space`` and its Optuna distribution, in words."""
+    trial = _probe_trial(cls)
+    out = {}
+    for k, d in trial.distributions.items():
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            out[k] = "one of " + ", ".join(map(str, d.choices))
+        else:
+            log_ = " (log)" if getattr(d, "log", False) else ""
+            out[k] = f"{d.low:g} .. {d.high:g}{log_}"
+    return out
+
+
+def enqueued_defaults(
+    cls: type, dataset: str | None, names: list[str], fixed_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The paper defaults (with the overrides) for the suggested names (JSON scalars only)."""
+    defaults = {**cls.default_params(dataset), **(fixed_params or {})}
+    return {
+        k: defaults[k]
+        for k in names
+        if k in defaults and (defaults[k] is None or isinstance(defaults[k], (bool, int, float, str)))
+    }
+
+
+def params_of(cls: type, trial_params: dict[str, Any]) -> dict[str, Any]:
+    """Constructor parameters that ``cls.search_space`` maps a trial's parameters to."""
+    return dict(cls.search_space(optuna.trial.FixedTrial(dict(trial_params))))
