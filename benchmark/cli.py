@@ -37,12 +37,14 @@ EPILOG_RUN = """examples:
 """
 
 
-def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool = True) -> None:
+def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool | None = True) -> None:
+    """``dataset_required``: True, False (default synthetic), or None (checked later: run
+    may take its datasets from --config)."""
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset",
-        required=dataset_required,
-        default=None if dataset_required else "synthetic",
+        required=bool(dataset_required),
+        default="synthetic" if dataset_required is False else None,
         help="dataset name (see `python -m benchmark datasets`) or file:PATH for your own "
         "CSV/TSV/Parquet file of (user, item[, rating[, timestamp]])",
     )
@@ -249,6 +251,10 @@ def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
     problems += [p for p in (check_writable_dir(args.results_dir, "--results-dir"),) if p]
     if not tune and not args.no_report:
         problems += [p for p in (check_writable_dir(args.report_dir, "--report-dir"),) if p]
+    if getattr(args, "mlflow", None) is not None:
+        from .tracking import mlflow_problems
+
+        problems += mlflow_problems(args.mlflow)
     if problems:
         raise UsageError(problems)
     for n in notes:
@@ -256,15 +262,87 @@ def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
     return {"names": names, "seeds": seeds, "params": params, "metrics": metrics}
 
 
+def _run_setup(args: argparse.Namespace) -> tuple[dict, list[str], dict]:
+    """The experiment file (if any) under the command line, then every check: returns
+    (checked options, datasets, effective configuration)."""
+    from .experiment import apply_config, effective_config
+
+    parser = args.run_parser
+    if args.config:
+        argv = list(getattr(args, "argv", None) or [])
+        apply_config(args, parser, argv[argv.index("run") + 1:] if "run" in argv else argv)
+    datasets = [args.dataset] if args.dataset else list(getattr(args, "datasets", None) or [])
+    missing = [m for m, ok in (("--models MODELS (or [models.NAME] in --config)", args.models),
+                               ("--dataset NAME (or datasets in --config)", datasets)) if not ok]
+    if missing:
+        raise UsageError([f"{m} is required" for m in missing])
+    args.dataset = datasets[0]
+    checked = preflight(args)  # every problem at once, before any data or fit
+    args.datasets = datasets
+    return checked, datasets, effective_config(args, parser, checked["params"], checked["seeds"])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import dump_toml
     from .runner import RunConfig, format_table, maybe_report, run
 
-    checked = preflight(args)  # every problem at once, before any data or fit
+    checked, datasets, experiment = _run_setup(args)
     names, seeds, params = checked["names"], checked["seeds"], checked["params"]
-    if args.check:
-        print(f"ok: {len(names)} models x {len(seeds)} seeds; options checked, nothing run",
-              file=sys.stderr)
+    if args.dump_config:
+        print(dump_toml(experiment), end="")
         return 0
+    if args.check:
+        print(f"ok: {len(names)} models x {len(seeds)} seeds x {len(datasets)} datasets; options "
+              "checked, nothing run", file=sys.stderr)
+        return 0
+    if args.mlflow and not args.plan:
+        _connect_mlflow(args.mlflow)
+    failures: list[str] = []
+    for dataset in datasets:
+        args.dataset = dataset
+        failures += _run_dataset(args, names, seeds, params, checked["metrics"], experiment,
+                                 RunConfig, format_table, run)
+    if args.plan:
+        return 0
+    logger.info(f"results: {Path(args.results_dir) / 'results.jsonl'}")
+    if not args.no_report:
+        out = maybe_report(args.results_dir, args.report_dir, reference=args.reference)
+        if out:
+            logger.info(f"report: {out}")
+    if args.mlflow:
+        failures += _log_mlflow(args)
+    if failures:
+        logger.warning("failed: " + "; ".join(failures))
+        return 1
+    return 0
+
+
+def _connect_mlflow(uri: str) -> None:
+    """Reach the tracking store before anything is fitted (exit 2 if it cannot be)."""
+    from .tracking import TrackingError, connect
+
+    try:
+        connect(uri)
+    except TrackingError as exc:
+        raise UsageError(f"--mlflow: {exc}") from exc
+
+
+def _log_mlflow(args: argparse.Namespace) -> list[str]:
+    """Log this run's result rows (and the report) to MLflow; returns the failure, if any."""
+    from .tracking import TrackingError, log_rows
+
+    report = Path(args.report_dir)
+    report = report if not args.no_report and (report / "index.html").is_file() else None
+    try:
+        ids = log_rows(args.mlflow, getattr(args, "result_rows", []), report_dir=report)
+    except TrackingError as exc:
+        return [f"mlflow: {exc} (results are kept; rerun the same command to log them)"]
+    logger.info(f"mlflow: {len(ids)} run(s) logged to {args.mlflow}")
+    return []
+
+
+def _run_dataset(args, names, seeds, params, metrics, experiment, RunConfig, format_table, run) -> list[str]:
+    """Plan, then fit and evaluate every model on ``args.dataset``; returns the failures."""
     split = _split_from_args(args)
     cfg = RunConfig(
         models=args.models,
@@ -282,7 +360,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=params,
         reference=args.reference,
         time_budget=args.time_budget,
-        metrics=checked["metrics"],
+        metrics=metrics,
+        save_models=bool(args.save_models),
+        experiment=experiment,
     )
     s = split.stats()
     logger.info(
@@ -299,21 +379,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                      time_budget=args.time_budget)
     logger.info(format_plan(plan))
     if args.plan:
-        return 0
+        return []
     cfg.refused = {r.model: r.problem for r in plan if r.problem}
     rows, failures = run(cfg, split)
+    args.result_rows = [*getattr(args, "result_rows", []), *rows]  # for --mlflow
     if rows:
         print(format_table([r for r in rows if r["dataset"] == split.meta.get("dataset")],
                            metrics=cfg.metrics))
-    logger.info(f"results: {Path(args.results_dir) / 'results.jsonl'}")
-    if not args.no_report:
-        out = maybe_report(args.results_dir, args.report_dir, reference=args.reference)
-        if out:
-            logger.info(f"report: {out}")
-    if failures:
-        logger.warning("failed: " + "; ".join(failures))
-        return 1
-    return 0
+    return failures
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -388,8 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_dir(s)
     s.set_defaults(func=cmd_models)
 
-    def add_run_opts(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--models", required=True, help="comma-separated model names, or all")
+    def add_run_opts(s: argparse.ArgumentParser, *, models_required: bool = True) -> None:
+        s.add_argument("--models", required=models_required, default=None,
+                       help="comma-separated model names, or all")
         s.add_argument("--results-dir", default="results", help="where rows and arrays go (default ./results)")
         s.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
         s.add_argument("--seeds", default=None, metavar="S1,S2,...",
@@ -434,8 +508,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_RUN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_run_opts(s)
-    _add_data_args(s)
+    add_run_opts(s, models_required=False)
+    _add_data_args(s, dataset_required=None)
+    s.add_argument("--config", default=None, metavar="FILE.toml",
+                   help="an experiment file: datasets, [models.NAME] tables with parameters, "
+                   "seeds and any option below (without dashes); the command line overrides "
+                   "it (docs/experiments.md)")
+    s.add_argument("--dump-config", action="store_true",
+                   help="print the effective configuration (file + command line) as TOML and exit")
+    s.add_argument("--save-models", action="store_true",
+                   help="keep each fitted model under RESULTS_DIR/models/<run_key>/ (load it "
+                   "with benchmark.Recommender.load; the row names it in model_path)")
     s.add_argument("--trials", type=int, default=0, help="tune each model with N Optuna trials first")
     s.add_argument("--reference", default=None, metavar="MODEL",
                    help="the model the report tests every other model against (default: "
@@ -449,7 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="rerun models whose results exist")
     s.add_argument("--no-report", action="store_true", help="do not render the report at the end")
     s.add_argument("--report-dir", default="reports", help="where the report goes (default ./reports)")
-    s.set_defaults(func=cmd_run)
+    s.add_argument("--mlflow", default=None, metavar="URI",
+                   help="also log each fit (parameters, metrics, fit time, its rows and the "
+                   "report) as one MLflow run to this tracking URI, e.g. file:///tmp/mlruns or "
+                   "http://localhost:5000; experiment $MLFLOW_EXPERIMENT_NAME, else "
+                   "cf-benchmark/<dataset>; needs pip install 'cf-benchmark[mlflow]'")
+    s.set_defaults(func=cmd_run, run_parser=s)
 
     s = sub.add_parser(
         "tune",
@@ -481,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in argv:
         argv.remove("--debug")
     args = build_parser().parse_args(argv)
+    args.argv = argv
     from .logs import configure_cli
 
     configure_cli(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))

@@ -432,6 +432,41 @@ class Recommender:
         """Scores (n_rows, n_items) float32 for users given only their fold-in rows."""
         raise NotImplementedError
 
+    # --- recommendations and persistence (see benchmark.persist) ----------------------------
+    def recommend(self, fold_in: sp.csr_matrix, k: int = 10, *, items: Any = None) -> Any:
+        """Top-``k`` original item ids and scores per row, the row's fold-in items excluded.
+
+        ``items`` are the ids of the columns (``split.items``); default the ids the model was
+        fitted with by ``run``/``run_experiment`` (``item_ids_``), else column numbers.
+        Returns a :class:`benchmark.persist.Recommendations` (``ids``, ``scores``, ``valid``).
+        """
+        from .persist import recommend
+
+        return recommend(self, fold_in, k, items=items)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the fitted state to the folder ``path`` (no pickled code; see benchmark.persist)."""
+        from .persist import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> Recommender:
+        """A model saved by :meth:`save`; it scores identically. ``Recommender.load`` finds
+        the class by the saved registry name."""
+        from .persist import load_model
+
+        return load_model(path, cls, device=device)
+
+    def _empty_module(self, name: str) -> Any:
+        """A freshly built torch module for the fitted attribute ``name`` (loading fills it)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} holds a torch module in {name!r}: define _empty_module to load it"
+        )
+
+    def _after_load(self) -> None:
+        """Rebuild fitted attributes that are not saved (caches derived from saved ones)."""
+
     def results_extra(self) -> dict[str, Any]:
         """Extra facts for the result row (e.g. the per-epoch history, beta curve)."""
         extra: dict[str, Any] = {}

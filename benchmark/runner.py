@@ -62,6 +62,13 @@ class RunConfig:
     reference: str | None = None
     time_budget: float | None = None
     refused: dict[str, str] = field(default_factory=dict)
+    save_models: bool = False
+    #: The effective experiment configuration (``--config`` + command line), kept in each row.
+    experiment: dict[str, Any] | None = None
+
+
+#: Where ``--save-models`` keeps fitted models, under the results folder: ``models/<run_key>/``.
+MODELS_DIR = "models"
 
 
 def epoch_budget(cls: type, params: dict[str, Any], cap: int | None) -> dict[str, Any] | None:
@@ -127,6 +134,7 @@ def fit_and_evaluate(
     t0 = time.perf_counter()
     model.fit(split.train, split.valid, options=options)
     fit_seconds = time.perf_counter() - t0
+    model.item_ids_ = np.asarray(split.items)  # recommend() answers in the data's own ids
     evals = {
         part: evaluate(model.score, split.part(part), metrics=metrics, progress=False)
         for part in parts
@@ -170,6 +178,8 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
             key = seed_run_key(config, seed)
             have = [done.get((key, part)) for part in ("valid", "test")]
             complete = all(r is not None and set(cfg.metrics) <= set(r.get("metrics") or {}) for r in have)
+            if cfg.save_models and not (store.dir / MODELS_DIR / key / "model.json").is_file():
+                complete = False  # asked to keep the fitted model, and it is not there yet
             if not cfg.force and complete:
                 log(f"[{name}] seed {seed} already done (run_key {key}); skipping; use --force "
                     f"to run it again")
@@ -249,12 +259,17 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
                 "hardware": hardware(),
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            if cfg.experiment:
+                common["experiment"] = cfg.experiment
             if tuning_info:
                 common["tuning"] = tuning_info
             extra = model.results_extra()
             if extra:
                 common["extra"] = extra
             try:
+                if cfg.save_models:  # the model first: a row never names a missing model
+                    model.save(store.dir / MODELS_DIR / key)
+                    common["model_path"] = f"{MODELS_DIR}/{key}"
                 rows += write_rows(store, key, common, evals)
             except OSError as exc:  # e.g. the results folder became read-only: this model
                 _failed(failures, label, exc)  # fails, the others go on

@@ -486,6 +486,16 @@ class AutoEncoder(Recommender):
             problems.append(f"total_anneal_steps={self.total_anneal_steps!r} (an integer >= 0)")
         return problems
 
+    def _new_net(self, n_items: int, generator: torch.Generator) -> _Net:
+        hidden = tuple(int(h) for h in self.hidden_dims)
+        return _Net(n_items, hidden, int(self.latent_dim), bool(self.variational), self.activation,
+                    generator)
+
+    def _empty_module(self, name: str) -> torch.nn.Module:
+        if name != "net_":
+            return super()._empty_module(name)
+        return self._new_net(int(self.n_items_), torch.Generator().manual_seed(0))
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
             raise RuntimeError(f"{self.name or type(self).__name__} is not fitted; call fit() first")
@@ -571,9 +581,7 @@ class AutoEncoder(Recommender):
         init_gen = torch.Generator().manual_seed(int(options.seed))
         gen = torch.Generator(device=device).manual_seed(int(options.seed) + 1)
         rng = np.random.default_rng(int(options.seed))
-        hidden = tuple(int(h) for h in self.hidden_dims)
-        net = _Net(data.shape[1], hidden, int(self.latent_dim), bool(self.variational),
-                   self.activation, init_gen).to(device)
+        net = self._new_net(data.shape[1], init_gen).to(device)
         if self.bias_init == "marginal":
             with torch.no_grad():
                 net.dec_b[-1].copy_(self._marginal_bias(data))
@@ -641,8 +649,7 @@ class AutoEncoder(Recommender):
         bs = int(model.batch_size)
         data = DeviceCSR(x[: min(x.shape[0], 4 * bs)], device)
         gen = torch.Generator().manual_seed(0)
-        net = _Net(x.shape[1], tuple(int(h) for h in model.hidden_dims), int(model.latent_dim),
-                   bool(model.variational), model.activation, gen).to(device)
+        net = model._new_net(x.shape[1], gen).to(device)
         model.net_, model.n_items_ = net, x.shape[1]
         opt = _adam(net.parameters(), float(model.lr))
         dgen = torch.Generator(device=device).manual_seed(0)

@@ -318,6 +318,10 @@ class WMF(Recommender):
         self.item_factors_ = items
         self.fold_in_cache_ = FoldInCache(items, float(self.regularization))
 
+    def _after_load(self) -> None:
+        self.item_factors_.setflags(write=False)
+        self.fold_in_cache_ = FoldInCache(self.item_factors_, float(self.regularization))
+
     def user_factors(self, fold_in: sp.csr_matrix) -> np.ndarray:
         """(n_users, k) float64 user factors folded in from ``fold_in`` (exact update)."""
         return fold_in_factors(

@@ -1,0 +1,259 @@
+"""Fitted models that last: ``save``/``load`` without pickled code, and ``recommend``.
+
+A saved model is a folder::
+
+    model.json     format, registered name, class, hyperparameters (JSON), suite version,
+                   the JSON-able fitted attributes, and what is stored where
+    arrays.npz     NumPy arrays and sparse matrices (read with ``allow_pickle=False``)
+    tensors.pt     torch tensors and module ``state_dict``s (read with ``weights_only=True``)
+
+What is saved is the model's fitted state: every attribute whose name ends in ``_`` (the
+scikit-learn convention all models follow). A ``torch.nn.Module`` is saved as its
+``state_dict`` and rebuilt on load by the model's ``_empty_module(name)``; anything that is
+neither an array, a tensor, a module nor JSON (a cache, a solver object) is left out, listed
+in ``model.json`` under ``skipped``, and rebuilt by the model's ``_after_load()``. Loading
+never imports or runs code named by the file: the class comes from the model registry.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .fsutil import follow_umask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .protocol import Recommender
+
+__all__ = ["FORMAT", "save_model", "load_model", "Recommendations", "recommend"]
+
+#: Version of the folder layout above.
+FORMAT = 1
+
+
+def _fitted(model: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(model).items() if k.endswith("_") and not k.startswith("_")}
+
+
+def _to_json(value: Any) -> Any:
+    """``value`` as plain JSON types, or raise ``TypeError``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _to_json(v) for k, v in value.items()}
+    if hasattr(value, "as_dict") and callable(value.as_dict):  # EpochReport, outcomes
+        return _to_json(value.as_dict())
+    raise TypeError(type(value).__name__)
+
+
+def save_model(model: Recommender, path: str | os.PathLike) -> Path:
+    """Write a fitted ``model`` to the folder ``path`` (replaced atomically if present)."""
+    import torch
+
+    state = _fitted(model)
+    if not state:
+        raise ValueError(f"{type(model).__name__} is not fitted: there is nothing to save (fit it first)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "model": model.name or type(model).__name__,
+        "class": f"{type(model).__module__}:{type(model).__qualname__}",
+        "params": _to_json(model.get_params()),
+        "json": {}, "arrays": [], "sparse": {}, "tensors": [], "modules": [], "skipped": [],
+    }
+    from . import __version__
+
+    manifest["suite_version"] = __version__
+    arrays: dict[str, np.ndarray] = {}
+    tensors: dict[str, Any] = {}
+    for name, value in state.items():
+        if isinstance(value, torch.nn.Module):
+            tensors[name] = {k: v.detach().cpu() for k, v in value.state_dict().items()}
+            manifest["modules"].append(name)
+        elif isinstance(value, torch.Tensor):
+            tensors[name] = value.detach().cpu()
+            manifest["tensors"].append(name)
+        elif sp.issparse(value):
+            m = sp.csr_matrix(value) if value.format != "csc" else value
+            for part in ("data", "indices", "indptr"):
+                arrays[f"{name}.{part}"] = getattr(m, part)
+            arrays[f"{name}.shape"] = np.asarray(m.shape, dtype=np.int64)
+            manifest["sparse"][name] = m.format
+        elif isinstance(value, np.ndarray) and value.dtype != object:
+            arrays[name] = value
+            manifest["arrays"].append(name)
+        elif isinstance(value, np.ndarray):  # object ids (strings): stored as text
+            arrays[name] = value.astype(str)
+            manifest["arrays"].append(name)
+        else:
+            try:
+                manifest["json"][name] = _to_json(value)
+            except TypeError:
+                manifest["skipped"].append(name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        np.savez(tmp / "arrays.npz", **arrays)
+        torch.save(tensors, tmp / "tensors.pt")
+        (tmp / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        for f in tmp.iterdir():
+            follow_umask(f)
+        follow_umask(tmp, directory=True)
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, aside / "x")
+            shutil.rmtree(aside, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _restore_param(cls: type, name: str, value: Any) -> Any:
+    """JSON turned tuples into lists: give a tuple back where the default is a tuple."""
+    p = inspect.signature(cls.__init__).parameters.get(name)
+    if p is not None and isinstance(p.default, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def load_model(path: str | os.PathLike, cls: type | None = None, *, device: str | None = None) -> Recommender:
+    """Read a model written by :func:`save_model`.
+
+    Args:
+        path: the folder.
+        cls: the class to build (checked against the saved name); None looks the saved
+            name up in the registry (plugins included).
+        device: where tensors go ("cpu", "cuda"); None: CUDA if the model was on CUDA and
+            CUDA is available here, else CPU.
+    """
+    import torch
+
+    from . import registry
+
+    path = Path(path)
+    manifest_file = path / "model.json"
+    if not manifest_file.is_file():
+        raise FileNotFoundError(f"{path} is not a saved model (no model.json); save one with model.save(path)")
+    manifest = json.loads(manifest_file.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: saved model format {manifest.get('format')!r}; this suite reads format {FORMAT}")
+    name = manifest["model"]
+    if cls is None or not getattr(cls, "name", "") and cls.__name__ == "Recommender":
+        cls = registry.get(name)
+    elif cls.name and cls.name != name:
+        raise ValueError(f"{path} holds a {name!r} model, not {cls.name!r}: load it with {name}'s class "
+                         "or with benchmark.Recommender.load")
+    params = {k: _restore_param(cls, k, v) for k, v in manifest["params"].items()}
+    model = cls(**params)
+    saved_device = manifest["json"].get("device_")
+    if device is None:
+        device = "cuda" if saved_device == "cuda" and torch.cuda.is_available() else "cpu"
+    for k, v in manifest["json"].items():
+        setattr(model, k, v)
+    if "device_" in manifest["json"] and isinstance(saved_device, str):
+        model.device_ = device
+    with np.load(path / "arrays.npz", allow_pickle=False) as z:
+        for k in manifest["arrays"]:
+            setattr(model, k, z[k])
+        for k, fmt in manifest["sparse"].items():
+            kind = sp.csc_matrix if fmt == "csc" else sp.csr_matrix
+            shape = tuple(int(s) for s in z[f"{k}.shape"])
+            setattr(model, k, kind((z[f"{k}.data"], z[f"{k}.indices"], z[f"{k}.indptr"]), shape=shape))
+    tensors = torch.load(path / "tensors.pt", map_location=device, weights_only=True)
+    for k in manifest["tensors"]:
+        setattr(model, k, tensors[k])
+    for k in manifest["modules"]:
+        module = model._empty_module(k)
+        module.load_state_dict(tensors[k])
+        setattr(model, k, module.to(device))
+    model._after_load()
+    return model
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k recommendations per input row.
+
+    Attributes:
+        ids: (n_rows, k) original item ids, best first.
+        scores: (n_rows, k) float32 scores of those items. A row with fewer than ``k``
+            items left after excluding its fold-in items is padded with score ``-inf``
+            (the ``ids`` there are meaningless; ``valid`` is False).
+        valid: (n_rows, k) False where a row was padded.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    valid: np.ndarray
+
+    def as_lists(self) -> list[list[tuple[Any, float]]]:
+        """Per row, the (item id, score) pairs without padding."""
+        return [
+            [(i.item() if isinstance(i, np.generic) else i, float(s))
+             for i, s, ok in zip(ids, sc, va, strict=True) if ok]
+            for ids, sc, va in zip(self.ids, self.scores, self.valid, strict=True)
+        ]
+
+
+def recommend(model: Recommender, fold_in: sp.csr_matrix, k: int = 10, *, items: Any = None,
+              batch_size: int = 4096) -> Recommendations:
+    """Top-``k`` items per row of ``fold_in``, the row's own (fold-in) items excluded.
+
+    Args:
+        model: a fitted model.
+        fold_in: (n_rows, n_items) binary CSR of the users' known items.
+        k: how many items per row.
+        items: the original item ids of the columns (``Split.items``); default the ids the
+            model was fitted with (``item_ids_``, set by ``run`` and ``run_experiment``), else
+            the column numbers.
+        batch_size: rows scored at once (bounds memory).
+    """
+    from .evaluate import check_scores
+
+    fold_in = sp.csr_matrix(fold_in)
+    n_rows, n_items = fold_in.shape
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if items is None:
+        items = getattr(model, "item_ids_", None)
+    ids_all = np.arange(n_items) if items is None else np.asarray(items)
+    if len(ids_all) != n_items:
+        raise ValueError(f"items has {len(ids_all)} ids but fold_in has {n_items} columns")
+    k = min(int(k), n_items)
+    out_ids = np.empty((n_rows, k), dtype=ids_all.dtype)
+    out_scores = np.empty((n_rows, k), dtype=np.float32)
+    out_valid = np.empty((n_rows, k), dtype=bool)
+    name = getattr(model, "name", "") or type(model).__name__
+    for start in range(0, n_rows, batch_size):
+        rows = fold_in[start:start + batch_size]
+        s = np.array(model.score(rows), dtype=np.float32, copy=True)
+        try:
+            check_scores(s, rows.shape)
+        except ValueError as exc:
+            raise type(exc)(f"{name}: {exc}") from None
+        known = rows.nonzero()
+        s[known] = -np.inf
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n_items else np.tile(np.arange(n_items), (len(s), 1))
+        top_s = np.take_along_axis(s, top, axis=1)
+        order = np.argsort(-top_s, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_s = np.take_along_axis(top_s, order, axis=1)
+        stop = start + len(s)
+        out_ids[start:stop] = ids_all[top]
+        out_scores[start:stop] = top_s
+        out_valid[start:stop] = top_s > -np.inf
+    return Recommendations(out_ids, out_scores, out_valid)
