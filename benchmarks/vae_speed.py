@@ -3,6 +3,9 @@
 (a) ``ours``: ``benchmark.models.vae.MultVAE`` as ``run`` trains it (sparse first layer,
     fused likelihood, fused Adam, CSR kept on the device), one or more full epochs, each
     followed by a validation pass through the suite's evaluator.
+(c) ``gemm``: the five plain dense GEMMs of the first and last layers' shapes for one
+    minibatch (forward and backward), timed alternately with (a) and (b): our step as a
+    multiple of it says how close the epoch is to the matrix products it cannot avoid.
 (b) ``dense``: the same [I-600-200-600-I] network as the reference code feeds it: each
     minibatch densified (``X[rows].toarray()``), L2-normalised and dropped out densely,
     dense first-layer matmul, ``log_softmax * X`` likelihood, torch's default Adam. Only
@@ -218,6 +221,32 @@ def _ours_trainer(X: sp.csr_matrix, device: str, perm: np.ndarray):
     return step
 
 
+def _gemm_step(X: sp.csr_matrix, device: str, hidden: int = 600):
+    """The five plain GEMMs of one dense minibatch through the first and last layers: the
+    forward pass x @ W1 and h @ W_L, and the backward pass x^T @ g1, h^T @ g_L, g_L @ W_L^T
+    (fp32, dense, minibatch 500). A floor for one training step of the [I-600-200-600-I]
+    network: everything else (the 200-wide middle, the likelihood, Adam) is extra."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    n_items, bs = X.shape[1], 500
+    x = torch.rand(bs, n_items, generator=g).to(device)
+    w1 = torch.rand(n_items, hidden, generator=g).to(device)
+    wl = torch.rand(hidden, n_items, generator=g).to(device)
+    h = torch.rand(bs, hidden, generator=g).to(device)
+    g1 = torch.rand(bs, hidden, generator=g).to(device)
+    gl = torch.rand(bs, n_items, generator=g).to(device)
+
+    def step(_k: int) -> None:
+        x @ w1
+        h @ wl
+        x.T @ g1
+        h.T @ gl
+        gl @ wl.T
+
+    return step
+
+
 def _setup(args) -> str:
     import torch
 
@@ -282,10 +311,11 @@ def run_paired(data: dict, args) -> dict:
     perm = np.random.default_rng(0).permutation(n)
     ours = _ours_trainer(X, device, perm)
     dense, _ = _dense_trainer(X, device)
+    gemm = _gemm_step(X, device)
     k = min(args.ref_batches, n_batches - 1)
-    ta, tb = [], []
+    ta, tb, tg = [], [], []
     for b in range(k + 1):
-        for fn, arg, out in ((ours, b, ta), (dense, perm[b * bs : (b + 1) * bs], tb)):
+        for fn, arg, out in ((ours, b, ta), (dense, perm[b * bs : (b + 1) * bs], tb), (gemm, b, tg)):
             _sync(device)
             t0 = time.perf_counter()
             fn(arg)
@@ -300,6 +330,9 @@ def run_paired(data: dict, args) -> dict:
         "dense_batch_s_median": float(np.median(tb)),
         "ratio_mean": float(np.mean(ta) / np.mean(tb)),
         "ratio_median": float(np.median(ta) / np.median(tb)),
+        "gemm_batch_s": float(np.mean(tg)),
+        "gemm_batch_s_median": float(np.median(tg)),
+        "ours_over_gemm": float(np.median(ta) / np.median(tg)),
         "pairs": len(ta),
         "device": device,
     }
@@ -342,6 +375,11 @@ def _table(results: list[dict], shape: str, args) -> str:
             f"(b) {r['dense_batch_s']:.4f} s per batch (means); ratio {r['ratio_mean']:.3f} "
             f"(medians: {r['ratio_median']:.3f}); both under the same load, so this ratio is "
             f"the one to trust on a shared machine"
+        )
+        lines.append(
+            f"plain GEMMs of the first and last layers (5 per batch, dense fp32): "
+            f"{r['gemm_batch_s_median']:.4f} s per batch (median); our batch is "
+            f"{r['ours_over_gemm']:.2f}x of it (medians; goal: at most 1.3x)"
         )
     if "ours" in by:
         o = by["ours"]
