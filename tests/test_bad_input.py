@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -364,10 +365,11 @@ def _examples() -> list[str]:
 def test_every_example_in_help_and_readme_is_accepted(tmp_path):
     place_raw(tmp_path / "data", "ml-100k", "ml-100k")
     (tmp_path / "my_clicks.csv").write_text("user,item\n1,2\n")
+    shutil.copytree(REPO / "experiments", tmp_path / "experiments")  # --config examples
     examples = _examples()
     assert len(examples) >= 12
     for line in examples:
-        args = shlex.split(line)[3:]
+        args = shlex.split(line, comments=True)[3:]
         if args[0] in ("run", "tune"):
             args.append("--check")
         if args[0] in ("prepare", "run", "tune", "datasets"):

@@ -24,12 +24,12 @@ too, and only the remainder is run.
 
 The package: ``storage`` (names, storage URLs, per-study locks), ``policy`` (the exact
 budget, pruners, resuming), ``space`` (search spaces and fixed parameters), ``workers``
-(the objective, worker processes, :func:`tune_model`) and ``command`` (``tune``'s glue).
+(the objective, worker processes, :func:`tune_model`); the ``tune`` command's glue is
+:mod:`benchmark.cli.tune`.
 """
 
 from __future__ import annotations
 
-from .command import format_summary, tune_command
 from .policy import FINISHED, PRUNERS, BudgetStudy, make_pruner, study_info
 from .space import enqueued_defaults, params_of, probe_distributions, probe_space, sampler_fixed
 from .storage import (
@@ -46,7 +46,7 @@ from .workers import tune_model
 
 __all__ = [
     "FINISHED", "PRUNERS", "BudgetStudy", "StudyLock", "default_storage", "enqueued_defaults",
-    "format_summary", "heartbeat_interval", "make_pruner", "make_storage", "normalize_url",
+    "heartbeat_interval", "make_pruner", "make_storage", "normalize_url",
     "params_of", "probe_distributions", "probe_space", "redact_url", "sampler_fixed",
-    "study_config_hash", "study_info", "study_name_for", "tune_command", "tune_model",
+    "study_config_hash", "study_info", "study_name_for", "tune_model",
 ]

@@ -1,4 +1,5 @@
-"""``python -m benchmark tune``: the command's glue and its summary table."""
+"""``python -m benchmark tune``: the command's glue and its summary table (the study
+machinery is :mod:`benchmark.tuning`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 from .. import registry
 from ..protocol import Split
-from .policy import PRUNERS, log
-from .workers import _short, tune_model
+from ..tuning.policy import PRUNERS, log
+from ..tuning.workers import _short, tune_model
 
 
 def format_summary(results: list[tuple[str, dict[str, Any]]]) -> str:

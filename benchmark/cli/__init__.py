@@ -1,0 +1,60 @@
+"""Command-line front door: ``python -m benchmark <command> ...``.
+
+Every subcommand is a thin call into a module: ``parser`` (the options and their help),
+``options`` (every check before anything runs, the experiment file), ``commands`` (the
+subcommands) and ``tune`` (the tuning command's glue). Exit codes: 0 success, 1 a model or step
+failed (the rest is kept), 2 bad input (unknown name, missing or malformed data).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .. import registry
+from ..checks import UsageError
+from ..data import DatasetError
+from .commands import _log_mlflow, show_progress
+from .options import _split_from_args, preflight
+from .parser import EPILOG_RUN, build_parser
+
+__all__ = ["EPILOG_RUN", "build_parser", "main", "preflight", "show_progress", "_log_mlflow",
+           "_split_from_args"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:
+        argv.remove("--debug")
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    from ..logs import configure_cli
+
+    configure_cli(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
+    if getattr(args, "models_dir", None):
+        models_dir = Path(args.models_dir)
+        if not models_dir.is_dir():
+            print(f"error: --models-dir {models_dir}: no such folder", file=sys.stderr)
+            return 2
+        os.environ["BENCHMARK_MODELS_DIR"] = str(models_dir)
+        registry.discover(force=True)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        lines = exc.problems
+        print("error: " + lines[0] if len(lines) == 1 else
+              f"error: {len(lines)} problems, nothing was run:\n  - " + "\n  - ".join(lines),
+              file=sys.stderr)
+        return 2
+    except (DatasetError, registry.UnknownModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: completed results are kept; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
