@@ -1,4 +1,7 @@
-"""Value objects of the strong-generalisation protocol and the recommender interface.
+"""The data contract: the strong-generalisation split every loader emits and every model reads.
+
+(The model contract, ``Recommender`` and ``FitOptions``, is :mod:`benchmark.model`; its names
+are importable from here too.)
 
 Strong generalisation (Liang et al. 2018, section 4.2; the reference notebook's split)::
 
@@ -19,22 +22,20 @@ floor(20%) of the items to the holdout for users with at least 5 items.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .fsutil import follow_umask, is_split_dir
 
-__all__ = ["HeldOut", "Split", "FitOptions", "Recommender", "csr_hash", "EpochReport"]
+__all__ = ["HeldOut", "Split", "FitOptions", "Recommender", "IterativeRecommender", "csr_hash", "EpochReport"]
 
 
 def _as_csr(m: sp.spmatrix) -> sp.csr_matrix:
@@ -256,225 +257,11 @@ class Split:
             )
 
 
-@dataclass
-class EpochReport:
-    """What an iterative model reports after each epoch (kept in the result row's history)."""
-
-    epoch: int
-    loss: float
-    seconds: float
-    ndcg100: float | None = None
-    beta: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = {
-            "epoch": self.epoch,
-            "loss": self.loss,
-            "seconds": self.seconds,
-            "ndcg@100": self.ndcg100,
-        }
-        if self.beta is not None:
-            d["beta"] = self.beta
-        d.update(self.extra)
-        return d
-
-
-@dataclass
-class FitOptions:
-    """Run options (never hyperparameters): seed, device, time budget, callbacks.
-
-    Attributes:
-        seed: seed for every random number generator the model uses.
-        device: "auto", "cpu" or "cuda" ("auto" picks CUDA when available).
-        epochs: cap on epochs for iterative models (None: the model's own default).
-        time_budget: seconds after which an iterative model stops after the current epoch.
-        on_epoch: called with an :class:`EpochReport` after every validated epoch; may raise
-            (e.g. ``optuna.TrialPruned``) to stop the fit.
-        progress: show progress bars.
-        threads: CPU threads (None: all cores available).
-        dataset: the dataset name, for dataset-specific defaults (e.g. EASE lambda).
-    """
-
-    seed: int = 0
-    device: str = "auto"
-    epochs: int | None = None
-    time_budget: float | None = None
-    on_epoch: Callable[[EpochReport], None] | None = None
-    progress: bool = True
-    threads: int | None = None
-    dataset: str | None = None
-
-    def resolve_device(self) -> str:
-        if self.device == "auto":
-            try:
-                import torch
-
-                return "cuda" if torch.cuda.is_available() else "cpu"
-            except ImportError:  # pragma: no cover
-                return "cpu"
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RuntimeError(
-                    "--device cuda was asked for but torch sees no CUDA device; "
-                    "use --device cpu, or install a CUDA build of torch (make install TORCH=torch)"
-                )
-        return self.device
-
-
-def available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
-
-
-class Recommender:
-    """Base class of every model (scikit-learn conventions).
-
-    Subclasses declare every hyperparameter as an explicit keyword of ``__init__``, which
-    only stores it under the same name; fitted state ends in ``_``.
-
-    Lifecycle::
-
-        model = Model(**params)                          # stores hyperparameters only
-        model.fit(split.train, split.valid, options=FitOptions(seed=0))
-        scores = model.score(split.test.fold_in)         # (n_users, n_items) float32
-
-    Class attributes:
-        name: registry name (set by ``@register``).
-        description: one line shown by ``python -m benchmark models``.
-        iterative: True for models trained by epochs (they report validation NDCG@100).
-        epochs_param: the parameter ``--epochs`` caps (default ``epochs``).
-    """
-
-    name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
-    iterative: ClassVar[bool] = False
-    #: The constructor parameter that ``--epochs`` caps (None: ``epochs`` when the model
-    #: has one). Results fitted below it are labelled "capped".
-    epochs_param: ClassVar[str | None] = None
-
-    # --- hyperparameters ------------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The hyperparameters by name (scikit-learn's convention; ``deep`` is accepted for
-        ``sklearn.base.clone`` and has nothing to descend into here)."""
-        del deep
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def set_params(self, **params: Any) -> Recommender:
-        valid = set(self._param_names())
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; it has {sorted(valid)}")
-            setattr(self, k, v)
-        return self
-
-    @classmethod
-    def default_params(cls, dataset: str | None = None) -> dict[str, Any]:
-        """The paper's defaults, possibly per dataset (override for e.g. EASE lambda)."""
-        sig = inspect.signature(cls.__init__)
-        return {
-            p.name: p.default
-            for p in sig.parameters.values()
-            if p.name != "self" and p.default is not inspect.Parameter.empty
-        }
-
-    @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
-        """Optuna search space: ``trial.suggest_*`` calls returning constructor params."""
-        return {}
-
-    def param_problems(self) -> list[str]:
-        """What is wrong with the hyperparameters, one line each (empty: nothing).
-
-        Override to state a model's ranges; :meth:`check_params` (called by ``fit``) and
-        the command line's checks before any fit both use it.
-        """
-        return []
-
-    def check_params(self) -> None:
-        """Raise ``ValueError`` naming every problem of :meth:`param_problems` at once."""
-        problems = self.param_problems()
-        if problems:
-            name = self.name or type(self).__name__
-            raise ValueError(f"{name}: invalid parameters: " + "; ".join(problems))
-
-    @classmethod
-    def skip_reason(cls, stats: dict[str, Any], *, explicit: bool) -> str | None:
-        """A reason not to run on a dataset of this size when not asked for by name."""
-        return None
-
-    # --- training and inference -----------------------------------------------------------
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        valid: HeldOut | None = None,
-        *,
-        options: FitOptions | None = None,
-    ) -> Recommender:
-        raise NotImplementedError
-
-    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
-        """Scores (n_rows, n_items) float32 for users given only their fold-in rows."""
-        raise NotImplementedError
-
-    # --- recommendations and persistence (see benchmark.persist) ----------------------------
-    def recommend(self, fold_in: sp.csr_matrix, k: int = 10, *, items: Any = None) -> Any:
-        """Top-``k`` original item ids and scores per row, the row's fold-in items excluded.
-
-        ``items`` are the ids of the columns (``split.items``); default the ids the model was
-        fitted with by ``run``/``run_experiment`` (``item_ids_``), else column numbers.
-        Returns a :class:`benchmark.persist.Recommendations` (``ids``, ``scores``, ``valid``).
-        """
-        from .persist import recommend
-
-        return recommend(self, fold_in, k, items=items)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the fitted state to the folder ``path`` (no pickled code; see benchmark.persist)."""
-        from .persist import save_model
-
-        return save_model(self, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> Recommender:
-        """A model saved by :meth:`save`; it scores identically. ``Recommender.load`` finds
-        the class by the saved registry name."""
-        from .persist import load_model
-
-        return load_model(path, cls, device=device)
-
-    def _empty_module(self, name: str) -> Any:
-        """A freshly built torch module for the fitted attribute ``name`` (loading fills it)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} holds a torch module in {name!r}: define _empty_module to load it"
-        )
-
-    def _after_load(self) -> None:
-        """Rebuild fitted attributes that are not saved (caches derived from saved ones)."""
-
-    def results_extra(self) -> dict[str, Any]:
-        """Extra facts for the result row (e.g. the per-epoch history, beta curve)."""
-        extra: dict[str, Any] = {}
-        hist = getattr(self, "history_", None)
-        if hist:
-            extra["history"] = [h.as_dict() if isinstance(h, EpochReport) else h for h in hist]
-        return extra
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+# The model contract lives in benchmark.model; its names stay importable from here.
+from .model import (  # noqa: E402
+    EpochReport,
+    FitOptions,
+    IterativeRecommender,
+    Recommender,
+    available_cpus,  # noqa: F401
+)

@@ -56,12 +56,13 @@ class EpochStats:
     """What a model's ``train_epoch`` returns.
 
     Attributes:
-        loss: mean training loss over the epoch's minibatches.
+        loss: mean training loss over the epoch's minibatches; None for a model that
+            computes none (recorded as missing, never as a made-up 0).
         beta: KL weight at the end of the epoch (VAEs), else None.
         extra: further per-epoch facts (kept in the history).
     """
 
-    loss: float
+    loss: float | None
     beta: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -172,8 +173,8 @@ def run_epochs(
             t0 = time.perf_counter()
             stats = train_epoch(epoch)
             seconds = time.perf_counter() - t0
-            loss = float(stats.loss)
-            if not math.isfinite(loss):
+            loss = None if stats.loss is None else float(stats.loss)
+            if loss is not None and not math.isfinite(loss):
                 raise TrainingDiverged(name, epoch, loss, params)
             out_of_time = deadline is not None and time.perf_counter() >= deadline
             last = epoch == epochs or out_of_time
@@ -194,7 +195,7 @@ def run_epochs(
                 if patience and epoch - best_epoch >= patience:
                     stop_early = True
             if bar is not None:
-                post = {"loss": f"{loss:.4g}", "s/ep": f"{seconds:.1f}"}
+                post = {"s/ep": f"{seconds:.1f}"} if loss is None else {"loss": f"{loss:.4g}", "s/ep": f"{seconds:.1f}"}
                 if stats.beta is not None:
                     post["beta"] = f"{stats.beta:.3f}"
                 if report.ndcg100 is not None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from benchmark.protocol import FitOptions, HeldOut, Recommender
+from benchmark.model import ItemItemRecommender
 from benchmark.registry import register
 
 
 @register("itemknn")
-class ItemKNN(Recommender):
+class ItemKNN(ItemItemRecommender):
     """Item kNN: cosine item-item similarity, k neighbours per item (example plugin)."""
 
     def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
@@ -31,11 +31,9 @@ class ItemKNN(Recommender):
             problems.append(f"shrink={self.shrink!r} (a finite number >= 0)")
         return problems
 
-    def fit(
-        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
-    ) -> ItemKNN:
-        self.check_params()
-        x = sp.csr_matrix(train, dtype=np.float32)
+    def _fit(self, train: sp.csr_matrix, valid, options) -> None:
+        """train: (users, items) float32 CSR; scores are fold_in @ weights_ (the base's)."""
+        x = train
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
         co = (x.T @ x).tocsr().astype(np.float32)  # item x item co-occurrence (sparse)
         co.setdiag(0)
@@ -44,11 +42,7 @@ class ItemKNN(Recommender):
         co = co.tocoo()
         sim = co.data / (norms[co.row] * norms[co.col] + self.shrink)
         sim = sp.csr_matrix((sim, (co.row, co.col)), shape=co.shape)
-        self.sim_ = _keep_top_k_per_column(sim, self.k)
-        return self
-
-    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((fold_in @ self.sim_).todense(), dtype=np.float32)
+        self.weights_ = _keep_top_k_per_column(sim, self.k)
 
     @classmethod
     def search_space(cls, trial) -> dict:

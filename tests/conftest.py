@@ -6,7 +6,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,25 +64,6 @@ def planted_split():
     Users in group g click mostly items of block g, plus a few popular items; a model that
     learns item co-occurrence beats popularity by a wide margin.
     """
-    import pandas as pd
+    from benchmark.testing import planted_split as make
 
-    from benchmark.data.preprocess import Protocol, make_split
-
-    rng = np.random.default_rng(7)
-    n_users, n_items, groups = 600, 120, 4
-    block = n_items // groups
-    rows, cols = [], []
-    for u in range(n_users):
-        g = u % groups
-        own = rng.choice(np.arange(g * block, (g + 1) * block), size=rng.integers(8, 16), replace=False)
-        pop = rng.choice(np.arange(n_items), size=2, replace=False, p=_zipf(n_items))
-        items = np.unique(np.concatenate([own, pop]))
-        rows += [u] * len(items)
-        cols += list(items)
-    df = pd.DataFrame({"user": rows, "item": cols})
-    return make_split(df, Protocol(min_rating=None, min_user_items=5, n_heldout=100), seed=1, dataset="planted")
-
-
-def _zipf(n):
-    p = 1.0 / np.arange(1, n + 1)
-    return p / p.sum()
+    return make()

@@ -26,8 +26,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from ..protocol import FitOptions, HeldOut, Recommender, available_cpus
+from ..model import ItemItemRecommender
+from ..protocol import FitOptions, HeldOut, available_cpus
 from ..registry import register
+from ..torch_parts import dense_on_device  # noqa: F401  (edlae imports it from here)
 
 __all__ = ["EASE", "InsufficientMemoryError", "available_memory", "check_memory"]
 
@@ -194,27 +196,62 @@ def _symmetrise_upper(p: np.ndarray, block: int = 1024) -> None:
         d[(iu[1], iu[0])] = d[iu]
 
 
-def ease_weights_cpu(
-    x: sp.csr_matrix, l2: float, dtype: str = "float32", threads: int = 1
-) -> np.ndarray:
-    """EASE weights B (n_items, n_items) on the CPU with one n x n array (in place)."""
+def regularised_inverse_cpu(
+    x: sp.csr_matrix,
+    l2: float,
+    dtype: str = "float32",
+    threads: int = 1,
+    *,
+    diag_scale: float = 0.0,
+    model: str = "EASE",
+) -> tuple[np.ndarray, np.ndarray]:
+    """P = (X^T X + Lambda)^-1 on the CPU with one n x n array (in place, symmetric).
+
+    ``Lambda = l2 I + diag_scale dMat(diag(X^T X))``: EASE uses ``diag_scale = 0``; the
+    denoising linear autoencoders of Steck (2020) use ``p / (1 - p)`` (dropout ``p``).
+
+    Returns:
+        (P, lam): P (n_items, n_items) and lam (n_items,), the diagonal of Lambda.
+    """
     g = gram_dense(x, dtype, threads=threads)
-    g[np.diag_indices_from(g)] += l2
+    if diag_scale:
+        lam = (l2 + np.diag(g) * diag_scale).astype(g.dtype)
+    else:
+        lam = np.full(g.shape[0], l2, dtype=g.dtype)
+    g[np.diag_indices_from(g)] += lam
     # g is symmetric: its Fortran view g.T is the same matrix, so LAPACK works in place.
     potrf, potri = (lapack.spotrf, lapack.spotri) if g.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
     gf = g.T
     c, info = potrf(gf, lower=0, clean=0, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(
-            f"EASE: Cholesky failed (info={info}); X^T X + {l2} I is not positive definite in "
+            f"{model}: Cholesky failed (info={info}); X^T X + {l2} I is not positive definite in "
             f"{dtype}; use a larger lambda or dtype='float64'"
         )
     p, info = potri(c, lower=0, overwrite_c=1)
     if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
-        raise np.linalg.LinAlgError(f"EASE: inverse from the Cholesky factor failed (info={info})")
+        raise np.linalg.LinAlgError(f"{model}: inverse from the Cholesky factor failed (info={info})")
     p = p.T  # back to the C-ordered view of the same buffer; its lower triangle holds P
     # The Fortran upper triangle is the C lower triangle: copy it up.
     _symmetrise_upper(p.T)
+    return p, lam
+
+
+def ease_weights_cpu(
+    x: sp.csr_matrix,
+    l2: float,
+    dtype: str = "float32",
+    threads: int = 1,
+    *,
+    diag_scale: float = 0.0,
+    model: str = "EASE",
+) -> np.ndarray:
+    """EASE weights B (n_items, n_items) on the CPU with one n x n array (in place).
+
+    ``diag_scale`` > 0 gives the full-rank EDLAE of Steck (2020) (see
+    :func:`regularised_inverse_cpu`); the zero-diagonal step is the same.
+    """
+    p, _ = regularised_inverse_cpu(x, l2, dtype, threads, diag_scale=diag_scale, model=model)
     diag = np.diag(p).copy()
     p /= -diag[None, :]
     p[np.diag_indices_from(p)] = 0.0
@@ -228,23 +265,21 @@ def _cholesky_inverse(g: np.ndarray) -> None:
     potri(c, lower=0, overwrite_c=1)
 
 
-def dense_on_device(x: sp.csr_matrix, dtype: Any, device: str):
-    """(rows, n_items) CSR -> dense torch tensor made on ``device`` (only indices travel)."""
-    import torch
-
-    x = sp.csr_matrix(x)
-    rows = np.repeat(np.arange(x.shape[0], dtype=np.int64), np.diff(x.indptr))
-    out = torch.zeros(x.shape, dtype=dtype, device=device)
-    values = torch.from_numpy(np.asarray(x.data)).to(device=device, dtype=dtype)
-    out[torch.from_numpy(rows).to(device), torch.from_numpy(x.indices.astype(np.int64)).to(device)] = values
-    return out
-
-
-def ease_weights_torch(x: sp.csr_matrix, l2: float, dtype: str, device: str, chunk: int = 8192):
-    """EASE weights on a torch device (CUDA): G from dense user chunks, Cholesky inverse.
+def regularised_inverse_torch(
+    x: sp.csr_matrix,
+    l2: float,
+    dtype: str,
+    device: str,
+    chunk: int = 8192,
+    *,
+    diag_scale: float = 0.0,
+    model: str = "EASE",
+):
+    """P = (X^T X + Lambda)^-1 on a torch device (CUDA): G from dense user chunks, Cholesky
+    inverse; ``Lambda`` as in :func:`regularised_inverse_cpu`.
 
     Returns:
-        (n_items, n_items) torch tensor on ``device``.
+        (P, lam): (n_items, n_items) and (n_items,) torch tensors on ``device``.
     """
     import torch
 
@@ -257,16 +292,39 @@ def ease_weights_torch(x: sp.csr_matrix, l2: float, dtype: str, device: str, chu
         xc = dense_on_device(sub, tdtype, device)
         g.addmm_(xc.T, xc)  # 0/1 inputs: exact sums
         del xc
-    g.diagonal().add_(l2)
+    if diag_scale:
+        lam = l2 + g.diagonal() * diag_scale
+    else:
+        lam = torch.full((n,), l2, dtype=tdtype, device=device)
+    g.diagonal().add_(lam)
     factor, info = torch.linalg.cholesky_ex(g)
     del g
     if int(info) != 0:
         raise np.linalg.LinAlgError(
-            f"EASE: Cholesky failed (info={int(info)}); X^T X + {l2} I is not positive "
+            f"{model}: Cholesky failed (info={int(info)}); X^T X + {l2} I is not positive "
             f"definite in {dtype}; use a larger lambda or dtype='float64'"
         )
     p = torch.cholesky_inverse(factor)
     del factor
+    return p, lam
+
+
+def ease_weights_torch(
+    x: sp.csr_matrix,
+    l2: float,
+    dtype: str,
+    device: str,
+    chunk: int = 8192,
+    *,
+    diag_scale: float = 0.0,
+    model: str = "EASE",
+):
+    """EASE weights on a torch device (CUDA): G from dense user chunks, Cholesky inverse.
+
+    Returns:
+        (n_items, n_items) torch tensor on ``device``.
+    """
+    p, _ = regularised_inverse_torch(x, l2, dtype, device, chunk, diag_scale=diag_scale, model=model)
     diag = p.diagonal().clone()
     p.div_(-diag[None, :])
     p.fill_diagonal_(0.0)
@@ -274,7 +332,7 @@ def ease_weights_torch(x: sp.csr_matrix, l2: float, dtype: str, device: str, chu
 
 
 @register("ease")
-class EASE(Recommender):
+class EASE(ItemItemRecommender):
     """EASE^R (Steck 2019): closed-form item-item model with a zero diagonal."""
 
     #: Cap on the memory EASE may plan to use, in bytes (None: what the device has free).
@@ -383,9 +441,7 @@ class EASE(Recommender):
             problems.append(f"l2={self.l2!r} (lambda: a finite number > 0)")
         return problems
 
-    def fit(
-        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
-    ) -> EASE:
+    def _fit(self, train: sp.csr_matrix, valid: HeldOut | None, options: FitOptions) -> None:
         """Closed-form fit on the training users.
 
         Args:
@@ -396,8 +452,6 @@ class EASE(Recommender):
         Raises:
             InsufficientMemoryError: the n_items^2 matrices would not fit (before allocating).
         """
-        self.check_params()
-        options = options or FitOptions()
         device = options.resolve_device()
         n = train.shape[1]
         self.memory_estimate_ = check_memory(n, self.dtype, device, limit=self.memory_limit)
@@ -407,27 +461,6 @@ class EASE(Recommender):
         else:
             threads = options.threads or available_cpus()
             self.weights_ = ease_weights_cpu(train, float(self.l2), self.dtype, threads=threads)
-        return self
-
-    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
-        """Scores = fold_in @ B.
-
-        Args:
-            fold_in: (n_users, n_items) CSR.
-
-        Returns:
-            (n_users, n_items) float32.
-        """
-        fold_in = sp.csr_matrix(fold_in)
-        if self.device_ == "cuda":
-            import torch
-
-            w = self.weights_
-            with torch.no_grad():
-                return (dense_on_device(fold_in, w.dtype, str(w.device)) @ w).float().cpu().numpy()
-        w = self.weights_
-        out = fold_in.astype(w.dtype) @ w
-        return np.asarray(out, dtype=np.float32)
 
     def results_extra(self) -> dict[str, Any]:
         extra = super().results_extra()

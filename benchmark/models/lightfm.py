@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..protocol import FitOptions, HeldOut, Recommender, available_cpus
+from ..model import IterativeRecommender
+from ..protocol import FitOptions, available_cpus
 from ..registry import register
-from ..training import EpochStats, resolve_epochs, run_epochs
+from ..training import EpochStats, resolve_epochs
 
 __all__ = ["LightFMRecommender", "user_features"]
 
@@ -41,7 +42,7 @@ def user_features(x: sp.csr_matrix) -> sp.csr_matrix:
 
 
 @register("lightfm", iterative=True)
-class LightFMRecommender(Recommender):
+class LightFMRecommender(IterativeRecommender):
     """LightFM (WARP/BPR) with users as the sum of their items' feature embeddings."""
 
     def __init__(
@@ -138,27 +139,18 @@ class LightFMRecommender(Recommender):
             problems.append(f"patience={self.patience!r} (an integer >= 0, or None)")
         return problems
 
-    def fit(
-        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
-    ) -> LightFMRecommender:
-        """Train on the training users' interactions with their rows as user features.
+    def _start(self, train: sp.csr_matrix, options: FitOptions) -> None:
+        """A fresh LightFM on the training users' interactions, their rows as user features.
 
-        Args:
-            train: (n_train_users, n_items) binary CSR.
-            valid: validation users: NDCG@100 after every epoch (the shared epoch loop,
-                ``benchmark.training``), the best epoch's weights are kept.
-            options: seed, epochs (cap), time_budget (stop after the current epoch),
-                threads (default: all available cores, Hogwild; one with
-                ``deterministic=True``), on_epoch.
+        ``options``: seed, threads (default: all available cores, Hogwild; one with
+        ``deterministic=True``). The epoch loop (validation NDCG@100 after every epoch, best
+        epoch kept, epochs cap, time budget, on_epoch) is the base's.
         """
         from lightfm import LightFM
 
-        self.check_params()
-        options = options or FitOptions()
-        epochs = resolve_epochs(self.epochs, options)
-        interactions = sp.coo_matrix(train, dtype=np.float32)
-        feats = user_features(train)
-        model = LightFM(
+        self._interactions = sp.coo_matrix(train, dtype=np.float32)
+        self._features = user_features(train)
+        self._model = LightFM(
             no_components=int(self.no_components),
             learning_rate=float(self.learning_rate),
             loss=self.loss,
@@ -168,33 +160,25 @@ class LightFMRecommender(Recommender):
             learning_schedule=self.learning_schedule,
             random_state=np.random.RandomState(options.seed),
         )
-        threads = 1 if self.deterministic else int(options.threads or available_cpus())
-        self.threads_ = threads
-        self._set_state(model)
+        self.threads_ = 1 if self.deterministic else int(options.threads or available_cpus())
+        self._set_model_state(self._model)
 
-        def train_epoch(epoch: int) -> EpochStats:
-            model.fit_partial(interactions, user_features=feats, epochs=1, num_threads=threads)
-            self._set_state(model)
-            finite = all(np.isfinite(a).all() for a in self._state())
-            # LightFM reports no loss; divergence shows as non-finite weights.
-            return EpochStats(loss=0.0 if finite else float("inf"), extra={"loss_reported": False})
+    def _train_epoch(self, epoch: int) -> EpochStats:
+        self._model.fit_partial(self._interactions, user_features=self._features, epochs=1,
+                                num_threads=self.threads_)
+        self._set_model_state(self._model)
+        # LightFM computes no loss: none is recorded; divergence shows as non-finite weights.
+        finite = all(np.isfinite(a).all() for a in self._state())
+        return EpochStats(loss=None if finite else float("inf"))
 
-        outcome = run_epochs(
-            name=self.name or "lightfm",
-            params=self.get_params(),
-            train_epoch=train_epoch,
-            score=self.score,
-            snapshot=lambda: [a.copy() for a in self._state()],
-            restore=lambda state: self._restore(state),
-            valid=valid,
-            options=options,
-            epochs=epochs,
-            patience=self.patience,
-        )
-        self.history_ = outcome.history
-        self.best_epoch_ = outcome.best_epoch
-        self.outcome_ = outcome
-        return self
+    def _get_state(self) -> list[np.ndarray]:
+        return [a.copy() for a in self._state()]
+
+    def _set_state(self, state: list[np.ndarray]) -> None:
+        self._restore(state)
+
+    def _end(self, options: FitOptions) -> None:
+        del self._model, self._interactions, self._features  # the embeddings are the model
 
     def _state(self) -> list[np.ndarray]:
         return [self.feature_embeddings_, self.item_embeddings_, self.item_biases_]
@@ -202,7 +186,7 @@ class LightFMRecommender(Recommender):
     def _restore(self, state: list[np.ndarray]) -> None:
         self.feature_embeddings_, self.item_embeddings_, self.item_biases_ = state
 
-    def _set_state(self, model: Any) -> None:
+    def _set_model_state(self, model: Any) -> None:
         # copies: LightFM keeps updating its own arrays in place
         self.feature_embeddings_ = np.array(model.user_embeddings, dtype=np.float32)
         self.item_embeddings_ = np.array(model.item_embeddings, dtype=np.float32)
@@ -212,14 +196,14 @@ class LightFMRecommender(Recommender):
         """(n_users, no_components) user embeddings from fold-in rows (no retraining)."""
         return np.asarray(user_features(fold_in) @ self.feature_embeddings_, dtype=np.float32)
 
-    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
+    def _score(self, fold_in: sp.csr_matrix) -> np.ndarray:
         """(n_users, n_items) float32 scores from the fold-in rows alone."""
         u = self.user_representations(fold_in)
         return u @ self.item_embeddings_.T + self.item_biases_[None, :]
 
     def results_extra(self) -> dict[str, Any]:
         extra = super().results_extra()
-        if hasattr(self, "outcome_"):
-            extra.update(self.outcome_.as_dict())
+        if hasattr(self, "training_"):
+            extra.update(self.training_)
             extra["threads"] = self.threads_
         return extra

@@ -16,11 +16,8 @@ class Popularity(Recommender):
     def __init__(self) -> None:
         pass
 
-    def fit(
-        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
-    ) -> Popularity:
+    def _fit(self, train: sp.csr_matrix, valid: HeldOut | None, options: FitOptions) -> None:
         self.counts_ = np.asarray(train.sum(axis=0), dtype=np.float32).ravel()
-        return self
 
-    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
+    def _score(self, fold_in: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.counts_, (fold_in.shape[0], len(self.counts_))).copy()

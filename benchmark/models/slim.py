@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..protocol import FitOptions, HeldOut, Recommender, available_cpus
+from ..model import ItemItemRecommender
+from ..protocol import FitOptions, HeldOut, available_cpus
 from ..registry import register
 
 __all__ = ["SLIM", "SlimTimeBudgetError"]
@@ -112,7 +113,7 @@ class _Solver:
 
 
 @register("slim")
-class SLIM(Recommender):
+class SLIM(ItemItemRecommender):
     """SLIM (Ning and Karypis 2011): non-negative elastic-net item-item regressions."""
 
     def __init__(
@@ -198,9 +199,7 @@ class SLIM(Recommender):
             problems.append(f"tol={self.tol!r} (a finite number > 0)")
         return problems
 
-    def fit(
-        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
-    ) -> SLIM:
+    def _fit(self, train: sp.csr_matrix, valid: HeldOut | None, options: FitOptions) -> None:
         """Solve one non-negative elastic net per item column, in parallel.
 
         Args:
@@ -212,10 +211,8 @@ class SLIM(Recommender):
         Raises:
             SlimTimeBudgetError: the estimated or elapsed time exceeds the time budget.
         """
-        self.check_params()
         from sklearn.exceptions import ConvergenceWarning
 
-        options = options or FitOptions()
         t0 = time.perf_counter()
         xc = sp.csc_matrix(train, dtype=np.float64)
         xc.sort_indices()
@@ -288,11 +285,6 @@ class SLIM(Recommender):
         vals = np.concatenate([p[2] for p in parts])
         self.weights_ = sp.csr_matrix((vals, (rows, cols)), shape=(n_items, n_items), dtype=np.float32)
         self.fit_seconds_ = time.perf_counter() - t0
-        return self
-
-    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
-        """Scores = fold_in @ W: (n_users, n_items) float32."""
-        return (sp.csr_matrix(fold_in, dtype=np.float32) @ self.weights_).toarray()
 
     def results_extra(self) -> dict[str, Any]:
         extra = super().results_extra()

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..protocol import EpochReport, FitOptions, HeldOut, Recommender, available_cpus
+from ..model import IterativeRecommender
+from ..protocol import FitOptions, available_cpus
 from ..registry import register
 
 __all__ = ["WMF", "FoldInCache", "fold_in_factors"]
@@ -160,12 +161,8 @@ def fold_in_factors(
     return out.numpy()
 
 
-class _StopALS(Exception):
-    """Raised from implicit's per-iteration callback when the time budget is spent."""
-
-
 @register("wmf")
-class WMF(Recommender):
+class WMF(IterativeRecommender):
     """WMF (Hu et al. 2008) by implicit's ALS; held-out users by an exact least-squares fold-in."""
 
     epochs_param = "iterations"  # --epochs caps the ALS sweeps
@@ -206,10 +203,10 @@ class WMF(Recommender):
 
     @classmethod
     def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
-        """(ALS sweeps x one sweep + the set-up), timed on a 25% user sample and scaled by
-        the interactions: one sweep is the difference of a 3-sweep and a 1-sweep fit
-        (after a small warm-up fit that starts the thread pools)."""
-        from ..plan import Estimate, user_sample
+        """(ALS sweeps x (one sweep + one validation pass) + the set-up), the sweep timed on a
+        25% user sample and scaled by the interactions: one sweep is the difference of a
+        3-sweep and a 1-sweep fit (after a small warm-up fit that starts the thread pools)."""
+        from ..plan import Estimate, user_sample, validation_seconds
 
         x = split.train
         k = int(params.get("factors", 100))
@@ -227,12 +224,16 @@ class WMF(Recommender):
         fit_seconds(user_sample(x, 0.0, 500), 1)  # warm-up
         sample = user_sample(x, 0.25, 2000)
         t1, t3 = fit_seconds(sample, 1), fit_seconds(sample, 3)
+        probe = cls(**{**params, "iterations": 1}).fit(
+            user_sample(x, 0.0, 500), options=FitOptions(seed=0, progress=False, threads=options.threads))
+        validate = validation_seconds(probe, split) if split.valid.n_users else 0.0
         per_sweep = max((t3 - t1) / 2, t3 / 3 / 2)
         setup = max(0.0, t1 - per_sweep)
         scale = x.nnz / max(1, sample.nnz)
         peak = (x.shape[0] + x.shape[1]) * k * 4 * 3 + x.nnz * 12 * 3
-        return Estimate((sweeps * per_sweep + setup) * scale, int(peak),
-                        f"{sweeps} sweeps x one sweep timed on {sample.shape[0]:,} users, x interactions")
+        return Estimate((sweeps * per_sweep + setup) * scale + sweeps * validate, int(peak),
+                        f"{sweeps} sweeps x (one sweep timed on {sample.shape[0]:,} users, x "
+                        f"interactions, + one validation pass)")
 
     def param_problems(self) -> list[str]:
         problems = []
@@ -246,71 +247,54 @@ class WMF(Recommender):
                 problems.append(f"{k}={v!r} (a finite number >= 0)")
         return problems
 
-    def fit(
-        self, train: sp.csr_matrix, valid: HeldOut | None = None, *, options: FitOptions | None = None
-    ) -> WMF:
-        """ALS on the training users (implicit, BLAS limited to one thread as it advises).
+    def _start(self, train: sp.csr_matrix, options: FitOptions) -> None:
+        """implicit's ALS, one sweep per epoch, its factors kept between sweeps.
 
-        Args:
-            train: (n_train_users, n_items) binary CSR (users x items, implicit's
-                ``user_items`` orientation).
-            valid: when given with ``options.on_epoch``, validation NDCG@100 is reported
-                after every ALS sweep.
-            options: seed (factor initialisation), threads, epochs (cap on sweeps),
-                time_budget (stop after the current sweep), on_epoch, progress. One call of
-                implicit's ``fit``; its per-iteration callback reports and stops.
+        ``train`` is users x items (implicit's ``user_items`` orientation); the confidences
+        1 + alpha go in once. The seed initialises the factors (implicit draws them on the
+        first sweep exactly as one multi-sweep call would); BLAS runs on one thread during
+        the sweeps, implicit's advice. The epoch loop (validation NDCG@100 after every
+        sweep, the best sweep's factors kept, the cap, the time budget) is the base's.
         """
-        from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
-        self.check_params()
-        options = options or FitOptions()
-        iterations = int(self.iterations if options.epochs is None else min(self.iterations, options.epochs))
-        if iterations < 1:
-            raise ValueError(f"WMF needs at least one ALS iteration, not {iterations}")
         cui = sp.csr_matrix(train, dtype=np.float32, copy=True)
         cui.data = 1.0 + self.alpha * cui.data  # confidence of a click, 1 + alpha
-        threads = options.threads or available_cpus()
-        t0 = time.perf_counter()
-        self.history_: list[EpochReport] = []
-        validate = options.on_epoch is not None and valid is not None
-        done = [0]
+        self._cui = cui
+        with threadpool_limits(1, "blas"):  # implicit checks the BLAS threads on creation
+            self._als = self._new_als(options)
 
-        def after_iteration(iteration: int, seconds: float, loss: float | None) -> None:
-            done[0] = iteration + 1
-            if validate:
-                from ..evaluate import validation_ndcg
+    def _new_als(self, options: FitOptions) -> Any:
+        from implicit.cpu.als import AlternatingLeastSquares
 
-                self._set_factors(als)
-                report = EpochReport(
-                    epoch=iteration + 1,
-                    loss=float("nan") if loss is None else float(loss),
-                    seconds=float(seconds),
-                    ndcg100=validation_ndcg(self.score, valid),
-                )
-                self.history_.append(report)
-                options.on_epoch(report)  # may raise (e.g. optuna.TrialPruned)
-            out_of_time = options.time_budget is not None and time.perf_counter() - t0 > options.time_budget
-            if out_of_time and iteration + 1 < iterations:
-                raise _StopALS
+        return AlternatingLeastSquares(
+            factors=int(self.factors),
+            regularization=float(self.regularization),
+            alpha=1.0,  # the confidences 1 + alpha are already in cui
+            iterations=1,
+            use_cg=bool(self.use_cg),
+            num_threads=int(options.threads or available_cpus()),
+            random_state=int(options.seed),
+        )
 
-        with threadpool_limits(1, "blas"):  # implicit's advice: its own threads, BLAS on one
-            als = AlternatingLeastSquares(
-                factors=int(self.factors),
-                regularization=float(self.regularization),
-                alpha=1.0,  # the confidences 1 + alpha are already in cui
-                iterations=iterations,
-                use_cg=bool(self.use_cg),
-                num_threads=int(threads),
-                random_state=int(options.seed),
-            )
-            try:
-                als.fit(cui, show_progress=bool(options.progress), callback=after_iteration)
-            except _StopALS:
-                pass
-        self.iterations_ = done[0]
-        self._set_factors(als)
-        return self
+    def _train_epoch(self, epoch: int) -> None:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):
+            self._als.fit(self._cui, show_progress=False)
+        self._set_factors(self._als)
+        return None  # implicit computes no training loss unless asked (extra time): none recorded
+
+    def _get_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._als.user_factors.copy(), self._als.item_factors.copy()
+
+    def _set_state(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        self._als.user_factors, self._als.item_factors = state[0].copy(), state[1].copy()
+        self._set_factors(self._als)
+
+    def _end(self, options: FitOptions) -> None:
+        self.iterations_ = len(self.history_)
+        del self._als, self._cui
 
     def _set_factors(self, als: Any) -> None:
         items = np.array(als.item_factors, dtype=np.float32, copy=True)
@@ -329,7 +313,7 @@ class WMF(Recommender):
             cache=self.fold_in_cache_,
         )
 
-    def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
+    def _score(self, fold_in: sp.csr_matrix) -> np.ndarray:
         """Scores u_u^T v_i for fold-in rows: (n_users, n_items) float32."""
         u = self.user_factors(fold_in).astype(np.float32)
         return u @ self.item_factors_.T
