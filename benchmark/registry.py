@@ -31,8 +31,11 @@ _DISCOVERED = False
 _BUILTIN_MODULES = [
     "benchmark.models.popularity",
     "benchmark.models.vae",
+    "benchmark.models.recvae",
     "benchmark.models.ease",
+    "benchmark.models.edlae",
     "benchmark.models.wmf",
+    "benchmark.models.ials",
     "benchmark.models.slim",
     "benchmark.models.lightfm",
 ]

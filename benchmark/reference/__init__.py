@@ -33,9 +33,12 @@ __all__ = [
 MODEL_TO_METHOD: dict[str, str] = {
     "multvae": "Mult-VAE^PR",
     "multdae": "Mult-DAE",
+    "recvae": "RecVAE",
     "wmf": "WMF",
     "slim": "SLIM",
     "ease": "EASE^R",
+    "edlae": "EDLAE (full rank)",
+    "ials": "iALS (tuned)",
     "popularity": "Popularity",
     "gaussian-vae": "Gaussian-VAE",
     "logistic-vae": "Logistic-VAE",
