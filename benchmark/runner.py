@@ -225,7 +225,6 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
             )
             label = name if len(seeds) == 1 else f"{name} seed {seed}"
             try:
-                np.random.seed(seed)
                 log(f"[{label}] fitting on {split.train.shape[0]:,} users x {split.n_items:,} "
                     f"items ...")
                 model, fit_seconds, evals = fit_and_evaluate(

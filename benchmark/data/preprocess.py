@@ -205,8 +205,9 @@ def make_split(
             f"validation + {n_h:,} test users and at least one training user. Rows after each "
             f"step: {trail}. {advice}"
         )
-    np.random.seed(seed)  # the notebook seeds the global RNG before the permutation
-    perm = np.random.permutation(n_users)
+    # The notebook seeds the global RNG (np.random.seed) and permutes; a RandomState of the
+    # same seed is that very stream (the legacy Mersenne Twister) without touching the global.
+    perm = np.random.RandomState(seed).permutation(n_users)
     shuffled = user_ids[perm]
     tr_users = shuffled[: n_users - 2 * n_h]
     vd_users = shuffled[n_users - 2 * n_h : n_users - n_h]
