@@ -187,11 +187,23 @@ def model_source_files(cls: type) -> list[str]:
             f = None
         if f:
             files.add(os.path.abspath(f))
+        # the suite's model code the class's module imports (e.g. vae -> vae_parts, torch_parts)
+        module = sys.modules.get(k.__module__)
+        for v in vars(module).values() if module is not None else ():
+            name = v.__name__ if inspect.ismodule(v) else getattr(v, "__module__", None)
+            if isinstance(name, str) and name.startswith(_MODEL_CODE):
+                f = getattr(sys.modules.get(name), "__file__", None)
+                if f:
+                    files.add(os.path.abspath(f))
     for mod in _SHARED_SOURCES:
         f = getattr(importlib.import_module(mod), "__file__", None)
         if f:
             files.add(os.path.abspath(f))
     return sorted(files)
+
+
+#: Modules whose code counts as a model's when its module imports from them.
+_MODEL_CODE = ("benchmark.models.", "benchmark.torch_parts", "benchmark.model")
 
 
 _SOURCE_HASHES: dict[type, str] = {}

@@ -150,3 +150,15 @@ def test_seeds_give_one_row_pair_each_with_one_config_key(planted_split, tmp_pat
     rows2, _ = run(RunConfig(**{**cfg.__dict__, "seeds": (0, 1, 2, 3)}), planted_split)
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 8 and len(rows2) == 8
+
+
+def test_a_models_source_includes_the_suite_code_its_module_imports():
+    """Editing the network in vae_parts.py or a likelihood in torch_parts.py refits Mult-VAE."""
+    import os
+
+    from benchmark import registry
+
+    files = {os.path.basename(f) for f in registry.model_source_files(registry.get("multvae"))}
+    assert {"vae.py", "vae_parts.py", "torch_parts.py", "model.py", "training.py", "evaluate.py"} <= files
+    ease = {os.path.basename(f) for f in registry.model_source_files(registry.get("ease"))}
+    assert "vae_parts.py" not in ease

@@ -50,18 +50,14 @@ likelihood and its gradient are one fused autograd function that never densifies
 
 from __future__ import annotations
 
-import inspect
-import math
 import time
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
 from ..protocol import FitOptions, HeldOut, Recommender
-from ..registry import register
 from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them from here)
     LIKELIHOODS,
     DeviceCSR,
@@ -72,6 +68,7 @@ from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them fro
     log_likelihood,
 )
 from ..training import EpochStats, TrainingOutcome, resolve_epochs, run_epochs
+from .vae_parts import ACTIVATIONS, _Net, autoencoder_cost, make_variant, param_problems  # noqa: F401
 
 __all__ = [
     "AutoEncoder",
@@ -88,96 +85,6 @@ __all__ = [
 
 #: Fraction of the beta-search run's updates after which beta has reached 1 (see above).
 BETA_SEARCH_REACH = 0.8
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
-
-
-class _Net(torch.nn.Module):
-    """Encoder + decoder weights in the notebook's (in, out) layout.
-
-    The first encoder weight (n_items, h1) doubles as the embedding table of the
-    sparse first layer.
-    """
-
-    def __init__(
-        self,
-        n_items: int,
-        hidden_dims: tuple[int, ...],
-        latent_dim: int,
-        variational: bool,
-        activation: str,
-        generator: torch.Generator,
-    ) -> None:
-        super().__init__()
-        enc = [n_items, *hidden_dims, latent_dim]
-        dec = [latent_dim, *reversed(hidden_dims), n_items]
-        enc_out = enc[1:-1] + [2 * latent_dim if variational else latent_dim]
-        self.variational = variational
-        self.latent_dim = latent_dim
-        self.act = ACTIVATIONS[activation]
-        self.enc_w = torch.nn.ParameterList()
-        self.enc_b = torch.nn.ParameterList()
-        self.dec_w = torch.nn.ParameterList()
-        self.dec_b = torch.nn.ParameterList()
-        for din, dout in zip(enc[:-1], enc_out, strict=True):
-            self.enc_w.append(self._weight(din, dout, generator))
-            self.enc_b.append(self._bias(dout, generator))
-        for din, dout in zip(dec[:-1], dec[1:], strict=False):
-            self.dec_w.append(self._weight(din, dout, generator))
-            self.dec_b.append(self._bias(dout, generator))
-
-    @staticmethod
-    def _weight(din: int, dout: int, gen: torch.Generator) -> torch.nn.Parameter:
-        w = torch.empty(din, dout)
-        torch.nn.init.xavier_uniform_(w, generator=gen)  # the notebook's Glorot uniform
-        return torch.nn.Parameter(w)
-
-    @staticmethod
-    def _bias(dout: int, gen: torch.Generator) -> torch.nn.Parameter:
-        b = torch.empty(dout)
-        torch.nn.init.trunc_normal_(b, std=0.001, a=-0.002, b=0.002, generator=gen)
-        return torch.nn.Parameter(b)
-
-    def weights(self) -> list[torch.Tensor]:
-        return [*self.enc_w, *self.dec_w]
-
-    def encode(
-        self,
-        batch: SparseBatch,
-        dropout: float,
-        generator: torch.Generator | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Sparse rows -> (mu, logvar) for the VAE, (h, None) for the DAE; (b, d) each."""
-        x = batch.values
-        norm = batch.row_sum(x * x).sqrt_()
-        vals = x / norm[batch.rows]
-        if generator is not None and dropout > 0:
-            keep = torch.rand(vals.shape, generator=generator, device=vals.device) >= dropout
-            vals = vals * keep / (1.0 - dropout)
-        h = F.embedding_bag(
-            batch.items, self.enc_w[0], batch.offsets, mode="sum", per_sample_weights=vals
-        )
-        h = h + self.enc_b[0]
-        n = len(self.enc_w)
-        for i in range(1, n + 1):
-            if i < n or not self.variational:
-                h = self.act(h)
-            if i < n:
-                h = torch.addmm(self.enc_b[i], h, self.enc_w[i])
-        if self.variational:
-            return h[:, : self.latent_dim], h[:, self.latent_dim :]
-        return h, None
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(b, d) -> (b, n_items) logits f."""
-        h = z
-        n = len(self.dec_w)
-        for i in range(n):
-            h = torch.addmm(self.dec_b[i], h, self.dec_w[i])
-            if i < n - 1:
-                h = self.act(h)
-        return h
-
-
 class AutoEncoder(Recommender):
     """Autoencoder for implicit feedback (Liang et al. 2018); registered as six variants.
 
@@ -268,35 +175,8 @@ class AutoEncoder(Recommender):
 
     # --- checks ------------------------------------------------------------------------------
     def param_problems(self) -> list[str]:
-        problems = []
-        if self.likelihood not in LIKELIHOODS:
-            problems.append(f"likelihood={self.likelihood!r} (use one of {LIKELIHOODS})")
-        if self.activation not in ACTIVATIONS:
-            problems.append(f"activation={self.activation!r} (use one of {tuple(ACTIVATIONS)})")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= float(self.dropout) < 1.0):
-            problems.append(f"dropout={self.dropout} (must be in [0, 1))")
-        if int(self.batch_size) < 1 or int(self.latent_dim) < 1:
-            problems.append("batch_size and latent_dim must be at least 1")
-        if any(int(h) < 1 for h in self.hidden_dims):
-            problems.append(f"hidden_dims={self.hidden_dims} (sizes must be at least 1)")
-        if not (float(self.lr) > 0 and float(self.weight_decay) >= 0) or not all(
-            math.isfinite(float(v)) for v in (self.lr, self.weight_decay)
-        ):
-            problems.append("lr must be > 0 and weight_decay >= 0")
-        cap = self.anneal_cap
-        if not (cap == "auto" or (isinstance(cap, (int, float)) and 0 <= cap < math.inf)):
-            problems.append(f"anneal_cap={cap!r} (a number >= 0 or 'auto')")
-        if self.bias_init not in ("paper", "marginal"):
-            problems.append(f"bias_init={self.bias_init!r} (use 'paper' or 'marginal')")
-        if self.likelihood == "gaussian" and not (self.c0 >= 0 and self.c1 > 0):
-            problems.append("Gaussian confidences need c0 >= 0 and c1 > 0")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            problems.append(f"epochs={self.epochs!r} (an integer >= 1)")
-        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 0):
-            problems.append(f"patience={self.patience!r} (an integer >= 0, or None)")
-        if not (isinstance(self.total_anneal_steps, int) and self.total_anneal_steps >= 0):
-            problems.append(f"total_anneal_steps={self.total_anneal_steps!r} (an integer >= 0)")
-        return problems
+        """The parameters' ranges (:func:`benchmark.models.vae_parts.param_problems`)."""
+        return param_problems(self)
 
     def _new_net(self, n_items: int, generator: torch.Generator) -> _Net:
         hidden = tuple(int(h) for h in self.hidden_dims)
@@ -442,47 +322,9 @@ class AutoEncoder(Recommender):
     @classmethod
     def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
         """Epochs x (updates per epoch x one update, timed at full width on this device,
-        + a validation pass per validated epoch); twice that with the beta search.
-
-        Peak: the weights with their gradients and Adam's two moments (4 copies), a
-        minibatch's dense logits and their gradient buffers (4 x batch x items), the data.
-        """
-        from ..plan import Estimate, timed, validation_seconds
-        from ..training import resolve_epochs
-
-        model = cls(**params)
-        model.check_params()
-        device = torch.device(options.resolve_device())
-        x = split.train
-        bs = int(model.batch_size)
-        data = DeviceCSR(x[: min(x.shape[0], 4 * bs)], device)
-        gen = torch.Generator().manual_seed(0)
-        net = model._new_net(x.shape[1], gen).to(device)
-        model.net_, model.n_items_ = net, x.shape[1]
-        opt = _adam(net.parameters(), float(model.lr))
-        dgen = torch.Generator(device=device).manual_seed(0)
-        batches = [data.batch(s, min(s + bs, data.n_rows)) for s in range(0, data.n_rows, bs)]
-        state = {"i": 0}
-
-        def step() -> None:
-            b = batches[state["i"] % len(batches)]
-            state["i"] += 1
-            model._step(net, opt, b, 0.1 if model.variational else None, float(model.dropout),
-                        dgen, float(model.weight_decay))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-
-        per_update = timed(step, repeats=3)
-        epochs = resolve_epochs(model.epochs, options)
-        n_batches = -(-x.shape[0] // bs)
-        validate = validation_seconds(model, split, users=2 * bs) / max(1, int(model.validate_every))
-        seconds = epochs * (n_batches * per_update + validate)
-        runs = 2 if model.variational and model.anneal_cap == "auto" else 1
-        n_params = sum(p.numel() for p in net.parameters())
-        peak = 4 * n_params * 4 + 4 * bs * x.shape[1] * 4 + x.nnz * 20
-        return Estimate(runs * seconds, int(peak),
-                        f"{runs * epochs} epochs x {n_batches} updates ({per_update * 1000:.0f} ms each)"
-                        f" + validation")
+        + a validation pass per validated epoch); twice that with the beta search
+        (:func:`benchmark.models.vae_parts.autoencoder_cost`)."""
+        return autoencoder_cost(cls, split, params, options)
 
     def beta_search_steps(self, n_train_users: int, epochs: int) -> int:
         """Updates over which the beta search anneals 0 -> 1 (``anneal_cap="auto"``).
@@ -608,30 +450,6 @@ class AutoEncoder(Recommender):
         return space
 
 
-def _variant(reg_name: str, cls_name: str, doc: str, **defaults: Any) -> type[AutoEncoder]:
-    """A registered subclass of :class:`AutoEncoder` differing only in default values.
-
-    Its ``__init__`` signature carries the new defaults, so ``get_params`` and
-    ``default_params`` see them (scikit-learn reads the signature the same way).
-    """
-    base = inspect.signature(AutoEncoder.__init__)
-    sig = base.replace(
-        parameters=[
-            p.replace(default=defaults[p.name]) if p.name in defaults else p
-            for p in base.parameters.values()
-        ]
-    )
-
-    def __init__(self, **params: Any) -> None:
-        AutoEncoder.__init__(self, **{**defaults, **params})
-
-    __init__.__signature__ = sig  # type: ignore[attr-defined]
-    __init__.__qualname__ = f"{cls_name}.__init__"
-    cls = type(cls_name, (AutoEncoder,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
-    register(reg_name)(cls)
-    return cls
-
-
 #: The notebook's DAE penalty: lam = 0.01 / batch_size through ``l2_regularizer`` (halved) and
 #: added twice, so 2 * (0.01 / 500) / 2 * sum(W^2) = 2e-5 * sum(W^2) on the per-user mean
 #: loss (``VAE_ML20M_WWW2018.ipynb``, ``MultiDAE.build_graph`` and ``dae = MultiDAE(...)``).
@@ -639,33 +457,33 @@ DAE_WEIGHT_DECAY = 2 * (0.01 / 500) / 2
 
 _DAE = {"variational": False, "hidden_dims": (), "latent_dim": 200, "weight_decay": DAE_WEIGHT_DECAY}
 
-MultVAE = _variant(
-    "multvae", "MultVAE",
+MultVAE = make_variant(
+    AutoEncoder, "multvae", "MultVAE",
     "Mult-VAE^PR (Liang et al. 2018): [I-600-200-600-I], multinomial likelihood, beta to 0.2.",
     likelihood="multinomial",
 )
-MultDAE = _variant(
-    "multdae", "MultDAE",
+MultDAE = make_variant(
+    AutoEncoder, "multdae", "MultDAE",
     "Mult-DAE (Liang et al. 2018): [I-200-I], multinomial likelihood, weight penalty 2e-5 * sum(W^2).",
     likelihood="multinomial", **_DAE,
 )
-GaussianVAE = _variant(
-    "gaussian-vae", "GaussianVAE",
+GaussianVAE = make_variant(
+    AutoEncoder, "gaussian-vae", "GaussianVAE",
     "Gaussian-VAE (Liang et al. 2018, Table 3): Mult-VAE with a confidence-weighted Gaussian likelihood.",
     likelihood="gaussian", bias_init="marginal",
 )
-LogisticVAE = _variant(
-    "logistic-vae", "LogisticVAE",
+LogisticVAE = make_variant(
+    AutoEncoder, "logistic-vae", "LogisticVAE",
     "Logistic-VAE (Liang et al. 2018, Table 3): Mult-VAE with per-item Bernoulli likelihood.",
     likelihood="logistic", bias_init="marginal",
 )
-GaussianDAE = _variant(
-    "gaussian-dae", "GaussianDAE",
+GaussianDAE = make_variant(
+    AutoEncoder, "gaussian-dae", "GaussianDAE",
     "Gaussian-DAE (Liang et al. 2018, Table 3): Mult-DAE with a confidence-weighted Gaussian likelihood.",
     likelihood="gaussian", bias_init="marginal", **_DAE,
 )
-LogisticDAE = _variant(
-    "logistic-dae", "LogisticDAE",
+LogisticDAE = make_variant(
+    AutoEncoder, "logistic-dae", "LogisticDAE",
     "Logistic-DAE (Liang et al. 2018, Table 3): Mult-DAE with per-item Bernoulli likelihood.",
     likelihood="logistic", bias_init="marginal", **_DAE,
 )

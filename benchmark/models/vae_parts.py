@@ -1,0 +1,210 @@
+"""Parts of the autoencoder family (``vae``): the network, the plan's cost, the variants.
+
+- :class:`_Net`: encoder + decoder weights in the reference notebook's (in, out) layout.
+- :func:`autoencoder_cost`: the run plan's estimate (timed minibatch updates at full width).
+- :func:`make_variant`: a registered subclass differing only in default values.
+- :func:`param_problems`: the ranges of the autoencoders' parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..protocol import FitOptions
+from ..registry import register
+from ..torch_parts import LIKELIHOODS, DeviceCSR, SparseBatch, _adam
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
+
+
+class _Net(torch.nn.Module):
+    """Encoder + decoder weights in the notebook's (in, out) layout.
+
+    The first encoder weight (n_items, h1) doubles as the embedding table of the
+    sparse first layer.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        hidden_dims: tuple[int, ...],
+        latent_dim: int,
+        variational: bool,
+        activation: str,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        enc = [n_items, *hidden_dims, latent_dim]
+        dec = [latent_dim, *reversed(hidden_dims), n_items]
+        enc_out = enc[1:-1] + [2 * latent_dim if variational else latent_dim]
+        self.variational = variational
+        self.latent_dim = latent_dim
+        self.act = ACTIVATIONS[activation]
+        self.enc_w = torch.nn.ParameterList()
+        self.enc_b = torch.nn.ParameterList()
+        self.dec_w = torch.nn.ParameterList()
+        self.dec_b = torch.nn.ParameterList()
+        for din, dout in zip(enc[:-1], enc_out, strict=True):
+            self.enc_w.append(self._weight(din, dout, generator))
+            self.enc_b.append(self._bias(dout, generator))
+        for din, dout in zip(dec[:-1], dec[1:], strict=False):
+            self.dec_w.append(self._weight(din, dout, generator))
+            self.dec_b.append(self._bias(dout, generator))
+
+    @staticmethod
+    def _weight(din: int, dout: int, gen: torch.Generator) -> torch.nn.Parameter:
+        w = torch.empty(din, dout)
+        torch.nn.init.xavier_uniform_(w, generator=gen)  # the notebook's Glorot uniform
+        return torch.nn.Parameter(w)
+
+    @staticmethod
+    def _bias(dout: int, gen: torch.Generator) -> torch.nn.Parameter:
+        b = torch.empty(dout)
+        torch.nn.init.trunc_normal_(b, std=0.001, a=-0.002, b=0.002, generator=gen)
+        return torch.nn.Parameter(b)
+
+    def weights(self) -> list[torch.Tensor]:
+        return [*self.enc_w, *self.dec_w]
+
+    def encode(
+        self,
+        batch: SparseBatch,
+        dropout: float,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sparse rows -> (mu, logvar) for the VAE, (h, None) for the DAE; (b, d) each."""
+        x = batch.values
+        norm = batch.row_sum(x * x).sqrt_()
+        vals = x / norm[batch.rows]
+        if generator is not None and dropout > 0:
+            keep = torch.rand(vals.shape, generator=generator, device=vals.device) >= dropout
+            vals = vals * keep / (1.0 - dropout)
+        h = F.embedding_bag(
+            batch.items, self.enc_w[0], batch.offsets, mode="sum", per_sample_weights=vals
+        )
+        h = h + self.enc_b[0]
+        n = len(self.enc_w)
+        for i in range(1, n + 1):
+            if i < n or not self.variational:
+                h = self.act(h)
+            if i < n:
+                h = torch.addmm(self.enc_b[i], h, self.enc_w[i])
+        if self.variational:
+            return h[:, : self.latent_dim], h[:, self.latent_dim :]
+        return h, None
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(b, d) -> (b, n_items) logits f."""
+        h = z
+        n = len(self.dec_w)
+        for i in range(n):
+            h = torch.addmm(self.dec_b[i], h, self.dec_w[i])
+            if i < n - 1:
+                h = self.act(h)
+        return h
+
+
+def autoencoder_cost(cls: type, split: Any, params: dict[str, Any], options: FitOptions) -> Any:
+    """Epochs x (updates per epoch x one update, timed at full width on this device,
+    + a validation pass per validated epoch); twice that with the beta search.
+
+    Peak: the weights with their gradients and Adam's two moments (4 copies), a
+    minibatch's dense logits and their gradient buffers (4 x batch x items), the data.
+    """
+    from ..plan import Estimate, timed, validation_seconds
+    from ..training import resolve_epochs
+
+    model = cls(**params)
+    model.check_params()
+    device = torch.device(options.resolve_device())
+    x = split.train
+    bs = int(model.batch_size)
+    data = DeviceCSR(x[: min(x.shape[0], 4 * bs)], device)
+    gen = torch.Generator().manual_seed(0)
+    net = model._new_net(x.shape[1], gen).to(device)
+    model.net_, model.n_items_ = net, x.shape[1]
+    opt = _adam(net.parameters(), float(model.lr))
+    dgen = torch.Generator(device=device).manual_seed(0)
+    batches = [data.batch(s, min(s + bs, data.n_rows)) for s in range(0, data.n_rows, bs)]
+    state = {"i": 0}
+
+    def step() -> None:
+        b = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        model._step(net, opt, b, 0.1 if model.variational else None, float(model.dropout),
+                    dgen, float(model.weight_decay))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    per_update = timed(step, repeats=3)
+    epochs = resolve_epochs(model.epochs, options)
+    n_batches = -(-x.shape[0] // bs)
+    validate = validation_seconds(model, split, users=2 * bs) / max(1, int(model.validate_every))
+    seconds = epochs * (n_batches * per_update + validate)
+    runs = 2 if model.variational and model.anneal_cap == "auto" else 1
+    n_params = sum(p.numel() for p in net.parameters())
+    peak = 4 * n_params * 4 + 4 * bs * x.shape[1] * 4 + x.nnz * 20
+    return Estimate(runs * seconds, int(peak),
+                    f"{runs * epochs} epochs x {n_batches} updates ({per_update * 1000:.0f} ms each)"
+                    f" + validation")
+
+
+def make_variant(base: type, reg_name: str, cls_name: str, doc: str, **defaults: Any) -> type:
+    """A registered subclass of :class:`AutoEncoder` differing only in default values.
+
+    Its ``__init__`` signature carries the new defaults, so ``get_params`` and
+    ``default_params`` see them (scikit-learn reads the signature the same way).
+    """
+    signature = inspect.signature(base.__init__)
+    sig = signature.replace(
+        parameters=[
+            p.replace(default=defaults[p.name]) if p.name in defaults else p
+            for p in signature.parameters.values()
+        ]
+    )
+
+    def __init__(self, **params: Any) -> None:
+        base.__init__(self, **{**defaults, **params})
+
+    __init__.__signature__ = sig  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{cls_name}.__init__"
+    cls = type(cls_name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": base.__module__})
+    register(reg_name)(cls)
+    return cls
+
+
+def param_problems(self: Any) -> list[str]:
+    problems = []
+    if self.likelihood not in LIKELIHOODS:
+        problems.append(f"likelihood={self.likelihood!r} (use one of {LIKELIHOODS})")
+    if self.activation not in ACTIVATIONS:
+        problems.append(f"activation={self.activation!r} (use one of {tuple(ACTIVATIONS)})")
+    if not (isinstance(self.dropout, (int, float)) and 0.0 <= float(self.dropout) < 1.0):
+        problems.append(f"dropout={self.dropout} (must be in [0, 1))")
+    if int(self.batch_size) < 1 or int(self.latent_dim) < 1:
+        problems.append("batch_size and latent_dim must be at least 1")
+    if any(int(h) < 1 for h in self.hidden_dims):
+        problems.append(f"hidden_dims={self.hidden_dims} (sizes must be at least 1)")
+    if not (float(self.lr) > 0 and float(self.weight_decay) >= 0) or not all(
+        math.isfinite(float(v)) for v in (self.lr, self.weight_decay)
+    ):
+        problems.append("lr must be > 0 and weight_decay >= 0")
+    cap = self.anneal_cap
+    if not (cap == "auto" or (isinstance(cap, (int, float)) and 0 <= cap < math.inf)):
+        problems.append(f"anneal_cap={cap!r} (a number >= 0 or 'auto')")
+    if self.bias_init not in ("paper", "marginal"):
+        problems.append(f"bias_init={self.bias_init!r} (use 'paper' or 'marginal')")
+    if self.likelihood == "gaussian" and not (self.c0 >= 0 and self.c1 > 0):
+        problems.append("Gaussian confidences need c0 >= 0 and c1 > 0")
+    if not (isinstance(self.epochs, int) and self.epochs >= 1):
+        problems.append(f"epochs={self.epochs!r} (an integer >= 1)")
+    if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 0):
+        problems.append(f"patience={self.patience!r} (an integer >= 0, or None)")
+    if not (isinstance(self.total_anneal_steps, int) and self.total_anneal_steps >= 0):
+        problems.append(f"total_anneal_steps={self.total_anneal_steps!r} (an integer >= 0)")
+    return problems
