@@ -407,26 +407,19 @@ def test_published_reference_data():
     assert ease_msd["ndcg@100"] == 0.389 and ease_msd["params"] == {"lambda": 200}
 
 
-def test_tuning_history_from_optuna_db(tmp_path):
-    """A row with only a tuning summary: the history is read from results/optuna.db."""
-    import optuna
-    from optuna.distributions import FloatDistribution, IntDistribution
-
+def test_tuning_figures_come_from_the_row_alone(tmp_path):
+    """A tuned row carries its trial history: the report draws from it and opens no study
+    (an optuna.db beside the rows is never read)."""
     results = tmp_path / "r"
     results.mkdir()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name="ml-100k-multdae-abc", storage=f"sqlite:///{results / 'optuna.db'}", direction="maximize"
-    )
-    dists = {"dropout": FloatDistribution(0.0, 0.9), "hidden": IntDistribution(50, 400)}
-    for i in range(6):
-        params = {"dropout": 0.1 * i, "hidden": 50 + 60 * i}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=0.3 + 0.01 * i * (5 - i)))
+    (results / "optuna.db").write_bytes(b"not a database: the report must not open it")
+    history = [{"number": i, "value": 0.3 + 0.01 * i * (5 - i), "state": "COMPLETE",
+                "params": {"dropout": 0.1 * i, "hidden": 50 + 60 * i}} for i in range(6)]
     store = ResultStore(results)
     rng = np.random.default_rng(5)
     users, fold = np.arange(30), np.arange(30) % 6 + 5
     summary = {"study": "ml-100k-multdae-abc", "complete": 6, "pruned": 0, "failed": 0, "seconds": 3.0,
-               "best_value": 0.36, "best_params": {"dropout": 0.2, "hidden": 170}}
+               "best_value": 0.36, "best_params": {"dropout": 0.2, "hidden": 170}, "history": history}
     for model in ("multvae", "multdae"):
         add_row(store, model=model, part="test", arrays=_per_user(rng, 0.3, users, fold), dataset="ml-100k",
                 tuning=summary if model == "multdae" else None)

@@ -16,7 +16,6 @@ deterministic for the same results (fixed SVG hash salt, no dates in the metadat
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,159 +327,6 @@ def _label_positions(pts: list[tuple], log: bool, gap: float) -> list[tuple[str,
 
 
 # --- tuning -----------------------------------------------------------------------------------
-def tuning_history(data: ReportData, row: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Trial history of a tuned row: from the row, else from its SQLite Optuna study.
-
-    The study is looked up in ``<results_dir>/optuna.db`` and then in the row's SQLite
-    storage path; other storages (e.g. PostgreSQL) are not contacted by the report.
-    Pruned trials carry their last reported (intermediate) value.
-    """
-    t = row.get("tuning")
-    if not isinstance(t, dict):
-        return None
-    hist = t.get("history")
-    if isinstance(hist, list) and hist:
-        return [h for h in hist if isinstance(h, dict)]
-    study = t.get("study") or t.get("study_name")
-    if not study:
-        return None
-    candidates = [data.results_dir / "optuna.db"]
-    storage = str(t.get("storage") or "")
-    if storage.startswith("sqlite:///"):
-        candidates.append(Path(storage[len("sqlite:///"):]))
-    db = next((c for c in candidates if c.is_file()), None)
-    if db is None:
-        return None
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        s = optuna.load_study(study_name=str(study), storage=f"sqlite:///{db.resolve()}")
-        out = []
-        for tr in s.get_trials(deepcopy=False):
-            value = tr.value
-            if value is None and tr.intermediate_values:
-                value = tr.intermediate_values[max(tr.intermediate_values)]
-            out.append({"number": tr.number, "value": value, "state": tr.state.name, "params": dict(tr.params)})
-        return out
-    except Exception as exc:
-        data.notes.warn(
-            f"could not read the tuning study {study!r} of {row['model']} from {db.name}: "
-            f"{type(exc).__name__}: {exc}"
-        )
-        return None
-
-
-def param_importance(history: list[dict[str, Any]]) -> dict[str, float] | None:
-    """Optuna parameter importance (fANOVA, seeded; PED-ANOVA without scikit-learn).
-
-    The search space is inferred from the completed trials (numbers: their range, log
-    scale when they span more than two decades; anything else: categorical).
-    """
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    done = [
-        h for h in history
-        if str(h.get("state", "COMPLETE")).upper().endswith("COMPLETE")
-        and number(h.get("value")) is not None
-        and isinstance(h.get("params"), dict)
-    ]
-    if len(done) < 3:
-        return None
-    names = sorted({k for h in done for k in h["params"]})
-    dists: dict[str, Any] = {}
-    for n in names:
-        vals = [h["params"].get(n) for h in done]
-        if any(v is None for v in vals):
-            continue
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-            lo, hi = min(vals), max(vals)
-            if lo == hi:
-                continue
-            if all(isinstance(v, int) for v in vals):
-                dists[n] = IntDistribution(int(lo), int(hi))
-            else:
-                dists[n] = FloatDistribution(float(lo), float(hi), log=lo > 0 and hi / lo > 100)
-        else:
-            choices = tuple(sorted({v for v in vals}, key=str))
-            if len(choices) > 1 and all(isinstance(c, (str, int, float, bool)) for c in choices):
-                dists[n] = CategoricalDistribution(choices)
-    if len(dists) < 2:
-        return None  # one parameter explains everything: nothing to rank
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            study = optuna.create_study(direction="maximize")
-            for h in done:
-                params = {k: (float(v) if isinstance(dists[k], FloatDistribution) else v) for k, v in h["params"].items() if k in dists}
-                study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(h["value"])))
-            try:
-                import sklearn  # noqa: F401
-
-                evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-            except ImportError:
-                evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-            imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    finally:
-        optuna.logging.set_verbosity(level)
-    return {k: float(v) for k, v in imp.items()}
-
-
-def tuning_figures(data: ReportData, dataset: str, out: Path, colors: dict) -> list[FigureInfo]:
-    figs = []
-    for r in _main_rows(data, dataset):
-        if not isinstance(r.get("tuning"), dict):
-            continue
-        hist = tuning_history(data, r)
-        if not hist:
-            continue  # only a summary was stored: the tuning table shows it
-        pts = [(number(h.get("number")), number(h.get("value")), str(h.get("state", "COMPLETE")).upper()) for h in hist]
-        pts = [(n, v, s) for n, v, s in pts if n is not None]
-        if not pts:
-            continue
-        try:
-            imp = param_importance(hist)
-        except Exception as exc:
-            imp = None
-            data.notes.warn(f"parameter importance of {r['model']} on {dataset} failed: {type(exc).__name__}: {exc}")
-        fig = _figure(8.0 if imp else 5.0, 3.2)
-        axes = fig.subplots(1, 2 if imp else 1, width_ratios=[1.4, 1] if imp else None)
-        ax = np.atleast_1d(axes)[0]
-        comp = [(n, v) for n, v, s in pts if v is not None and s.endswith("COMPLETE")]
-        pruned = [(n, v) for n, v, s in pts if v is not None and s.endswith("PRUNED")]
-        if comp:
-            c = np.array(sorted(comp))
-            ax.plot(c[:, 0], c[:, 1], "o", ms=3.5, color=colors.get(r["model"]), label="complete")
-            ax.step(c[:, 0], np.maximum.accumulate(c[:, 1]), where="post", color="k", lw=1, label="best so far")
-        if pruned:
-            p = np.array(sorted(pruned))
-            ax.plot(p[:, 0], p[:, 1], "x", ms=4, color="0.5", label="pruned (last value)")
-        ax.set_xlabel("trial")
-        ax.set_ylabel("validation NDCG@100")
-        ax.set_title(f"Tuning history: {r['model']}")
-        ax.legend(fontsize=7, frameon=False)
-        if imp:
-            ax2 = np.atleast_1d(axes)[1]
-            names = sorted(imp, key=lambda k: (imp[k], k))
-            ax2.barh(names, [imp[k] for k in names], color=colors.get(r["model"]))
-            ax2.set_xlabel("importance")
-            ax2.set_title("Parameter importance")
-        name = f"tuning-{slug(dataset)}-{slug(r['model'])}"
-        png, svg = _save(fig, out, name)
-        n_c, n_p = len(comp), len([1 for _, _, s in pts if s.endswith("PRUNED")])
-        caption = (
-            f"Optuna trials of {r['model']} on {dataset} ({n_c} complete, {n_p} pruned): "
-            f"validation NDCG@100 per trial and the best so far"
-            + ("; right: parameter importance (Optuna's fANOVA over the completed trials)." if imp else ".")
-        )
-        figs.append(FigureInfo(name, f"Tuning of {r['model']} ({dataset})", caption, png, svg, dataset))
-    return figs
-
-
-# --- all --------------------------------------------------------------------------------------
 def cd_figure(ranks: RankAnalysis, out: Path, metric: str = "ndcg@100") -> FigureInfo | None:
     """Demšar's critical-difference diagram of the average ranks on one metric."""
     res = next((r for r in ranks.results if r.metric == metric), None)
@@ -539,6 +385,8 @@ def make_figures(data: ReportData, out_dir: Path, ranks: RankAnalysis | None = N
     if not data.rows:
         return []
     colors = model_colors([r["model"] for r in data.rows])
+    from .tuning_figures import tuning_figures
+
     makers: list[tuple[str, Callable]] = [
         ("activity quintiles", quintile_figure),
         ("validation per epoch", epochs_figure),

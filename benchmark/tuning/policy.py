@@ -191,4 +191,21 @@ def study_info(study: optuna.Study, *, url: str, budget: int) -> dict[str, Any]:
         "default_state": default.state.name if default is not None else None,
         "seconds": seconds,
         "fail_reasons": fail_reasons,
+        "history": trial_history(trials),
     }
+
+
+def trial_history(trials: list) -> list[dict[str, Any]]:
+    """Every finished trial as {number, value, state, params}: kept in the result row, so
+    the report draws the tuning figures from rows alone. A pruned trial carries its last
+    reported (intermediate) value."""
+    out = []
+    for t in trials:
+        if t.state not in FINISHED:
+            continue
+        value = t.value
+        if value is None and t.intermediate_values:
+            value = t.intermediate_values[max(t.intermediate_values)]
+        out.append({"number": t.number, "value": value, "state": t.state.name,
+                    "params": {k: v for k, v in t.params.items()}})
+    return out
