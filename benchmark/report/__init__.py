@@ -30,8 +30,9 @@ from .figures import FigureInfo, make_figures
 from .html import render_html
 from .load import Notes, ReportData, ReportWarning, load_results
 from .ranks import critical_difference, nemenyi_q, rank_analysis
+from .render import render_latex, render_markdown
 from .stats import Significance, holm, paired_tests, significance
-from .tables import Table, build_tables, render_latex, render_markdown
+from .tables import Table, build_tables
 
 __all__ = [
     "ReportWarning",

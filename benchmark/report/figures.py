@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .cells import slug
 from .load import BASELINE, METRIC_LABELS, TABLE_METRICS, ReportData, number
 from .ranks import RankAnalysis, model_entries
 from .stats import ALPHA, holm, match_users, paired_tests, quintile_groups
-from .tables import slug
 
 FIG_PREFIXES = ("quintiles-", "epochs-", "beta-", "likelihood-", "tuning-", "time-", "cd-")
 LIKELIHOOD_MODELS: dict[tuple[str, str], str] = {

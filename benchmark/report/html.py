@@ -11,9 +11,11 @@ import html
 import re
 from pathlib import Path
 
+from .cells import Cell, Table, _cell
 from .figures import FigureInfo
 from .load import ReportData
-from .tables import Cell, Table, _cell, sources_list, summary_lines
+from .render import summary_lines
+from .tables import sources_list
 
 CSS = """
 :root { --fg:#1d232a; --muted:#5b6570; --line:#d5dbe1; --bg:#fff; --accent:#2a6fb0; --warn:#8a5a00; }

@@ -8,107 +8,31 @@ dictionary-order effects, so the same results give byte-identical ``tables.md``/
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..reference import MODEL_TO_METHOD, load_published, published_for, source_label
 from ..results import capped_epochs
-from .load import METRIC_LABELS, RESULTS_FILE, TABLE_METRICS, ReportData, number
+from .cells import (  # noqa: F401  (the table builders' vocabulary, re-exported)
+    DASH,
+    Cell,
+    Row,
+    Table,
+    _cell,
+    compact_json,
+    fmt,
+    fmt_diff,
+    fmt_int,
+    fmt_p,
+    fmt_pub,
+    fmt_seconds,
+    slug,
+)
+from .load import METRIC_LABELS, TABLE_METRICS, ReportData, number
 from .ranks import RankAnalysis, model_entries
 from .stats import ALPHA, MARK_DOWN, MARK_T, MARK_UP, MARK_W, Significance
 
-DASH = "-"
 
-
-# --- value formatting -------------------------------------------------------------------------
-def fmt(x: Any, digits: int = 4) -> str:
-    v = number(x)
-    return DASH if v is None else f"{v:.{digits}f}"
-
-
-def fmt_diff(x: float | None, digits: int = 4) -> str:
-    if x is None:
-        return DASH
-    s = f"{x:+.{digits}f}"
-    return "+" + s[1:] if float(s) == 0 else s  # never "-0.0000"
-
-
-def fmt_p(p: float | None) -> str:
-    v = number(p)
-    if v is None:
-        return "n/a"
-    return f"{v:.1e}" if v < 1e-4 else f"{v:.4f}"
-
-
-def fmt_pub(x: Any) -> str:
-    """A published number with the digits it was printed with (at least three decimals)."""
-    v = number(x)
-    if v is None:
-        return DASH
-    return f"{v:.3f}" if round(v, 3) == v else f"{v:g}"
-
-
-def fmt_seconds(x: Any) -> str:
-    v = number(x)
-    if v is None:
-        return DASH
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
-
-
-def fmt_int(x: Any) -> str:
-    v = number(x)
-    return DASH if v is None else f"{int(v):,}"
-
-
-def compact_json(x: Any) -> str:
-    return json.dumps(x, sort_keys=True, separators=(", ", ": "), default=str)
-
-
-# --- table model ------------------------------------------------------------------------------
-@dataclass
-class Cell:
-    """One table cell: main text, an optional smaller second part, bold, marks."""
-
-    text: str
-    sub: str = ""
-    bold: bool = False
-    marks: str = ""
-    code: bool = False
-
-
-@dataclass
-class Row:
-    cells: list[Cell]
-    section: str = ""  # when set: a full-width section label row (cells ignored)
-    muted: bool = False  # reference rows (published numbers)
-
-
-@dataclass
-class Table:
-    """A rendered-agnostic table. ``key`` is its id in the HTML page and in ``report.json``."""
-
-    key: str
-    title: str
-    header: list[str]
-    rows: list[Row]
-    caption: str = ""
-    align: str = ""  # one letter per column: l / r / c
-    notes: list[str] = field(default_factory=list)
-    latex: bool = True  # also in tables.tex
-
-    def __post_init__(self) -> None:
-        if not self.align:
-            self.align = "l" + "r" * (len(self.header) - 1)
-
-
-def _cell(x: Any) -> Cell:
-    return x if isinstance(x, Cell) else Cell(str(x))
-
-
-# --- builders ---------------------------------------------------------------------------------
 def _ours_by_model(data: ReportData, dataset: str) -> dict[str, dict[str, Any]]:
     """Our full (not capped) test row of each model on the dataset's main split, for the
     differences from published numbers: a capped run is never set against them."""
@@ -545,207 +469,3 @@ def build_tables(data: ReportData, sig: Significance, ranks: RankAnalysis | None
         if t:
             tables.append(t)
     return tables
-
-
-def slug(name: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.")
-    return s or "dataset"
-
-
-def summary_lines(data: ReportData) -> list[str]:
-    """What the report is made of (rows read, shown, superseded)."""
-    lines = [
-        f"{data.n_lines} rows read from {RESULTS_FILE}; shown: per dataset, model, part, split "
-        f"hash and epoch cap, the configuration of the latest row (the last in the file), "
-        f"averaged over its seeds: {len(data.rows)} rows."
-    ]
-    if data.superseded:
-        old = sorted(
-            f"{r['model']} on {r['dataset']} ({r['part']}, seed {r.get('seed', '?')}, line {r['_line']})"
-            for r in data.superseded
-        )
-        lines.append(
-            f"{len(data.superseded)} older rows were superseded by a later row of the same key "
-            f"(another configuration, or a rerun of the same seed) and are not shown: "
-            + "; ".join(old) + "."
-        )
-    for d in data.datasets():
-        hashes = data.split_hashes(d) or data.split_hashes(d, "valid")
-        if len(hashes) > 1:
-            lines.append(
-                f"{d} has rows on {len(hashes)} different splits ({', '.join(h[:8] for h in hashes)}); "
-                f"they are labelled with their split and only rows of the same split are paired; "
-                f"figures use the split with the most models ({hashes[0][:8]})."
-            )
-        if not data.part_rows(d, "test"):
-            lines.append(f"{d} has validation rows only (no test row yet).")
-    return lines
-
-
-# --- Markdown -----------------------------------------------------------------------------------
-def _md_text(s: str) -> str:
-    return s.replace("|", "\\|")
-
-
-def _md_cell(c: Cell) -> str:
-    text = _md_text(c.text)
-    if c.code and text != DASH:
-        text = f"`{text}`"
-    if c.bold:
-        text = f"**{text}**"
-    text += c.marks
-    if c.sub:
-        text += f" {_md_text(c.sub)}"
-    return text
-
-
-def table_markdown(t: Table) -> str:
-    out = [f"### {t.title}", ""]
-    if t.caption:
-        out += [t.caption, ""]
-    header = t.header if any(t.header) else [" "] * len(t.header)
-    out.append("| " + " | ".join(_md_text(h) for h in header) + " |")
-    spec = {"l": ":---", "r": "---:", "c": ":---:"}
-    out.append("|" + "|".join(spec[a] for a in t.align) + "|")
-    for r in t.rows:
-        if r.section:
-            out.append("| *" + _md_text(r.section) + "*" + " |" * len(t.header))
-        else:
-            cells = [_md_cell(_cell(c)) for c in r.cells]
-            if r.muted:
-                cells[0] = f"*{cells[0]}*"
-            out.append("| " + " | ".join(cells) + " |")
-    out.append("")
-    for n in t.notes:
-        out += [n, ""]
-    return "\n".join(out)
-
-
-def render_markdown(data: ReportData, tables: list[Table], warnings: list[str], figures: list[Any] | None = None) -> str:
-    out = ["# Benchmark report", ""]
-    out += [line + "\n" for line in summary_lines(data)]
-    if warnings:
-        out += ["## Warnings", ""]
-        out += [f"- {_md_text(w)}" for w in warnings]
-        out.append("")
-    if not data.rows:
-        out += ["No results to report.", ""]
-    results = [t for t in tables if t.latex]
-    if results:
-        out += ["## Results", ""] + [table_markdown(t) for t in results]
-    if figures:
-        out += ["## Figures", ""]
-        for f in figures:
-            out += [f"![{f.title}](figures/{f.png})", "", f"*{f.title}.* {f.caption}", ""]
-    prov = [t for t in tables if not t.latex]
-    if prov:
-        out += ["## Provenance", ""] + [table_markdown(t) for t in prov]
-    srcs = sources_list(data)
-    if srcs:
-        out += ["## Sources of the published numbers", ""]
-        out += [f"- {s}" for s in srcs]
-        out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-# --- LaTeX --------------------------------------------------------------------------------------
-_TEX_SPECIAL = {
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "\\": r"\textbackslash{}",
-    MARK_T: r"\textsuperscript{\dag}",
-    MARK_W: r"\textsuperscript{\ddag}",
-    MARK_UP: r"\ensuremath{\blacktriangle}",
-    MARK_DOWN: r"\ensuremath{\blacktriangledown}",
-    "Δ": r"\ensuremath{\Delta}",
-    "±": r"\ensuremath{\pm}",
-    "<": r"\textless{}",
-    ">": r"\textgreater{}",
-}
-
-
-def tex(s: str) -> str:
-    """Escape text for LaTeX; ``Name^XY`` becomes ``Name\\textsuperscript{XY}``."""
-    parts = re.split(r"\^([A-Za-z]+)", str(s))
-    out = []
-    for i, p in enumerate(parts):
-        if i % 2:
-            out.append(r"\textsuperscript{" + p + "}")
-        else:
-            out.append("".join(_TEX_SPECIAL.get(ch, ch) for ch in p))
-    # a minus sign before a number (not the hyphen of "ml-20m")
-    return re.sub(r"(?<![\w.])-(?=\d)", r"\\ensuremath{-}", "".join(out))
-
-
-def _tex_cell(c: Cell) -> str:
-    text = tex(c.text)
-    if c.code and c.text != DASH:
-        text = r"\texttt{" + text + "}"
-    if c.bold:
-        text = r"\textbf{" + text + "}"
-    if c.marks:
-        text += r"\textsuperscript{" + (
-            c.marks.replace(MARK_T, r"\dag").replace(MARK_W, r"\ddag")
-            .replace(MARK_UP, r"\ensuremath{\blacktriangle}")
-            .replace(MARK_DOWN, r"\ensuremath{\blacktriangledown}")
-        ) + "}"
-    if c.sub:
-        text += r" {\scriptsize " + tex(c.sub) + "}"
-    return text
-
-
-def table_latex(t: Table) -> str:
-    n = len(t.header)
-    cap = tex(t.title) + (". " + tex(t.caption) if t.caption else "")
-    out = [
-        r"\begin{table}[htbp]",
-        r"\centering",
-        r"\small",
-        r"\caption{" + cap + "}",
-        r"\label{tab:" + t.key + "}",
-        r"\begin{tabular}{" + t.align + "}",
-        r"\toprule",
-        " & ".join(tex(h) for h in t.header) + r" \\",
-        r"\midrule",
-    ]
-    for r in t.rows:
-        if r.section:
-            out.append(r"\midrule")
-            out.append(r"\multicolumn{" + str(n) + "}{l}{\\emph{" + tex(r.section) + r"}} \\")
-        else:
-            cells = [_tex_cell(_cell(c)) for c in r.cells]
-            if r.muted:
-                cells[0] = r"\emph{" + cells[0] + "}"
-            out.append(" & ".join(cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    if t.notes:
-        out += [r"\par\smallskip", r"\parbox{\linewidth}{\footnotesize " + " ".join(tex(x) for x in t.notes) + "}"]
-    out += [r"\end{table}", ""]
-    return "\n".join(out)
-
-
-def render_latex(data: ReportData, tables: list[Table], warnings: list[str]) -> str:
-    out = [
-        "% Benchmark report tables, generated by `python -m benchmark report`.",
-        "% Needs \\usepackage{booktabs} and \\usepackage{amssymb} in the preamble.",
-    ]
-    out += ["% " + line for line in summary_lines(data)]
-    for w in warnings:
-        out.append("% WARNING: " + w.replace("\n", " "))
-    srcs = sources_list(data)
-    if srcs:
-        out.append("% Sources of the published numbers:")
-        out += ["%   " + s for s in srcs]
-    out.append("")
-    shown = [t for t in tables if t.latex]
-    if not shown:
-        out.append("% No results to report.")
-    out += [table_latex(t) for t in shown]
-    return "\n".join(out).rstrip("\n") + "\n"

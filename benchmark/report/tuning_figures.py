@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from .cells import slug
 from .figures import FigureInfo, _figure, _main_rows, _save
 from .load import ReportData, number
-from .tables import slug
 
 
 def tuning_history(data: ReportData, row: dict[str, Any]) -> list[dict[str, Any]] | None:
