@@ -21,6 +21,7 @@ import traceback
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from .protocol import Recommender
 
@@ -168,6 +169,25 @@ def resolve(spec: str) -> list[str]:
     for n in names:
         get(n)
     return names
+
+
+def select(spec: str, stats: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The models ``run``, ``tune`` and the plan work on: ``spec`` resolved (see
+    :func:`resolve`), minus those whose ``skip_reason`` applies to a dataset of ``stats``
+    (a model asked for by name is never skipped for size).
+
+    Returns:
+        (names to run, {skipped name: reason}).
+    """
+    explicit = spec.strip() != "all"
+    names, skipped = [], {}
+    for name in resolve(spec):
+        reason = get(name).skip_reason(stats, explicit=explicit)
+        if reason:
+            skipped[name] = reason
+        else:
+            names.append(name)
+    return names, skipped
 
 
 #: Modules outside a model's class hierarchy whose code shapes every number it gets.

@@ -22,6 +22,7 @@ import platform
 import subprocess
 import tempfile
 import warnings
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,62 @@ from .fsutil import follow_umask
 
 RESULTS_FILE = "results.jsonl"
 ARRAYS_DIR = "arrays"
+#: Version of :class:`ResultRow`; the report reads rows of this version or older.
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class ResultRow:
+    """One line of ``results.jsonl``: one fitted model (dataset, model, seed) on one part.
+
+    Written by ``run`` (:func:`benchmark.runner.write_rows`), read by ``report``; the
+    per-user metric values are in ``arrays`` (an ``.npz`` beside the rows). Every field that
+    changes a number is in ``run_key`` / ``config_key``.
+    """
+
+    # identity
+    id: str
+    run_key: str
+    config_key: str
+    dataset: str
+    model: str
+    part: str  # "valid" or "test"
+    seed: int
+    # what was fitted
+    params: dict[str, Any]
+    overrides: dict[str, Any]
+    epochs: dict[str, Any] | None  # {param, model, cap, effective, capped}, see runner.epoch_budget
+    epochs_cap: int | None
+    split_hash: str
+    split_seed: int | None
+    # the numbers
+    metrics: dict[str, float]
+    sem: dict[str, float]
+    n_users: int
+    n_excluded: int
+    fit_seconds: float
+    score_seconds: float
+    arrays: str
+    # where and how
+    device: str
+    suite_version: str
+    source_hash: str
+    versions: dict[str, Any]
+    git_commit: str | None
+    git_dirty: bool | None
+    hardware: dict[str, Any]
+    timestamp: str
+    experiment: dict[str, Any] | None = None
+    tuning: dict[str, Any] | None = None  # the study's summary and its trial history
+    extra: dict[str, Any] | None = None  # per-epoch history, beta curve, model facts
+    model_path: str | None = None  # --save-models
+    schema_version: int = SCHEMA_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object of ``results.jsonl`` (optional fields left out when unset)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in out.items()
+                if v is not None or k not in ("experiment", "tuning", "extra", "model_path")}
 
 
 def _jsonable(x: Any) -> Any:

@@ -31,7 +31,16 @@ from . import __version__, registry
 from .evaluate import DEFAULT_METRICS, evaluate
 from .logs import logger
 from .protocol import FitOptions, Split
-from .results import ResultStore, git_commit, git_dirty, hardware, row_label, run_key, versions
+from .results import (
+    ResultRow,
+    ResultStore,
+    git_commit,
+    git_dirty,
+    hardware,
+    row_label,
+    run_key,
+    versions,
+)
 
 
 @dataclass
@@ -144,21 +153,18 @@ def fit_and_evaluate(
 
 def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
     """Run every model of ``cfg`` on ``split``; returns (rows written or found, failures)."""
-    names = registry.resolve(cfg.models)
-    explicit = cfg.models.strip() != "all"
+    stats = split.stats()
+    names, skipped = registry.select(cfg.models, stats)
+    for name, reason in skipped.items():
+        log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
     store = ResultStore(cfg.results_dir)
     done = {(r.get("run_key"), r.get("part")): r for r in store.rows(warn=False)}
-    stats = split.stats()
     dataset = split.meta.get("dataset", cfg.dataset)
     seeds = [int(s) for s in cfg.seeds]
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     for name in names:
         cls = registry.get(name)
-        reason = cls.skip_reason(stats, explicit=explicit)
-        if reason:
-            log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
-            continue
         if name in cfg.refused:
             failures.append(f"{name}: not run: {cfg.refused[name]}")
             log(f"[{name}] not run: {cfg.refused[name]} (see the plan above; raise --time-budget "
@@ -295,8 +301,8 @@ def write_rows(store: ResultStore, key: str, common: dict[str, Any], evals: dict
     for part in ("valid", "test"):
         ev = evals[part]
         row_id = f"{key}-{part}"
-        rows.append(dict(
-            common,
+        rows.append(ResultRow(
+            **common,
             id=row_id,
             part=part,
             metrics=ev.mean(),
@@ -305,7 +311,7 @@ def write_rows(store: ResultStore, key: str, common: dict[str, Any], evals: dict
             n_excluded=ev.n_excluded,
             score_seconds=ev.seconds,
             arrays=f"arrays/{row_id}.npz",
-        ))
+        ).as_dict())
     written: list[Path] = []
     try:
         for row in rows:

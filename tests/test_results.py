@@ -43,3 +43,27 @@ def test_run_key_is_stable_and_sensitive():
     a = run_key(model="m", params={"a": 1, "b": 2}, seed=0)
     assert a == run_key(model="m", params={"b": 2, "a": 1}, seed=0)
     assert a != run_key(model="m", params={"a": 1, "b": 2}, seed=1)
+
+
+def test_result_rows_follow_the_schema_and_a_newer_row_is_flagged(tmp_path):
+    """run writes ResultRow objects (every field, schema_version); the report reads rows of
+    its version or older and says so when a row comes from a newer suite."""
+    import dataclasses
+    import json
+
+    from benchmark.report.load import load_results
+    from benchmark.results import SCHEMA_VERSION, ResultRow
+    from benchmark.runner import run_experiment
+
+    rows = run_experiment("popularity", "synthetic", data_dir=tmp_path / "d",
+                          results_dir=tmp_path / "r", report_dir=None)
+    required = {f.name for f in dataclasses.fields(ResultRow)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    for r in rows:
+        assert required <= set(r) and r["schema_version"] == SCHEMA_VERSION
+        assert set(r) <= {f.name for f in dataclasses.fields(ResultRow)}
+    newer = dict(rows[0], schema_version=SCHEMA_VERSION + 1, id="from-the-future")
+    with open(tmp_path / "r" / "results.jsonl", "a") as f:
+        f.write(json.dumps(newer) + "\n")
+    data = load_results(tmp_path / "r")
+    assert any("newer cf-benchmark" in m for m in data.notes.messages)

@@ -181,7 +181,7 @@ def _run_dataset(args, names, seeds, params, metrics, experiment, RunConfig, for
     from ..plan import format_plan, make_plan
     from ..protocol import FitOptions
 
-    runnable = [n for n in names if not registry.get(n).skip_reason(s, explicit=args.models.strip() != "all")]
+    runnable, _ = registry.select(args.models, s)
     plan = make_plan(runnable, split, params,
                      FitOptions(device=args.device, epochs=args.epochs, progress=False),
                      time_budget=args.time_budget)

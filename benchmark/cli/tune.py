@@ -56,15 +56,12 @@ def tune_command(args: Any, split_loader: Callable[[Any], Split]) -> int:
         return 2
     split = split_loader(args)
     stats = split.stats()
-    explicit = args.models.strip() != "all"
+    names, skipped = registry.select(args.models, stats)
+    for name, reason in skipped.items():
+        log(f"[{name}] skipped: {reason} (ask for it by name to tune it anyway)")
     results: list[tuple[str, dict[str, Any]]] = []
     failures: list[str] = []
     for name in names:
-        cls = registry.get(name)
-        reason = cls.skip_reason(stats, explicit=explicit)
-        if reason:
-            log(f"[{name}] skipped: {reason} (ask for it by name to tune it anyway)")
-            continue
         study = None
         if args.study:
             study = args.study if len(names) == 1 else f"{args.study}-{name}"

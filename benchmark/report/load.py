@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import RESULTS_FILE, ResultStore, capped_epochs, row_label
+from ..results import RESULTS_FILE, SCHEMA_VERSION, ResultStore, capped_epochs, row_label
 
 TABLE_METRICS: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")
 METRIC_LABELS: dict[str, str] = {
@@ -223,6 +223,13 @@ def _clean_row(row: dict[str, Any], lineno: int, notes: Notes) -> dict[str, Any]
             f"'valid' nor 'test'; skipped"
         )
         return None
+    version = row.get("schema_version", 1)  # rows before the schema had a version: 1
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        notes.warn(
+            f"{RESULTS_FILE} line {lineno}: {row['model']} on {row['dataset']} was written by a "
+            f"newer cf-benchmark (row schema {version}, this one reads up to {SCHEMA_VERSION}); "
+            f"shown as far as it is understood: upgrade to report it fully"
+        )
     r = dict(row)
     r["_line"] = lineno
     r["split_hash"] = str(r.get("split_hash") or "unknown")
