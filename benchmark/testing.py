@@ -47,7 +47,7 @@ def planted_split(seed: int = 7) -> Split:
     """
     import pandas as pd
 
-    from .data.preprocess import Protocol, make_split
+    from .data.preprocess import SplitConfig, make_split
 
     rng = np.random.default_rng(seed)
     n_users, n_items, groups = 600, 120, 4
@@ -63,7 +63,7 @@ def planted_split(seed: int = 7) -> Split:
         rows += [u] * len(items)
         cols += list(items)
     df = pd.DataFrame({"user": rows, "item": cols})
-    return make_split(df, Protocol(min_rating=None, min_user_items=5, n_heldout=100), seed=1,
+    return make_split(df, SplitConfig(min_rating=None, min_user_items=5, n_heldout=100), seed=1,
                       dataset="planted")
 
 

@@ -279,10 +279,10 @@ def _ml100k(path: Path) -> sp.csr_matrix | None:
         return None
     import pandas as pd
 
-    from benchmark.data.preprocess import Protocol, make_split
+    from benchmark.data.preprocess import SplitConfig, make_split
 
     df = pd.read_csv(path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"])
-    split = make_split(df, Protocol(min_rating=3.5, min_user_items=5, n_heldout=100), dataset="ml-100k")
+    split = make_split(df, SplitConfig(min_rating=3.5, min_user_items=5, n_heldout=100), dataset="ml-100k")
     return split.train
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import place_raw, shared_dataset
 
 from benchmark.data import load_split
-from benchmark.data.preprocess import Protocol, filter_triplets, make_split
+from benchmark.data.preprocess import SplitConfig, filter_triplets, make_split
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_short_rows_keep_everything_in_fold_in():
     df = pd.DataFrame(rows, columns=["user", "item"])
     short = 0
     for seed in range(20):
-        split = make_split(df, Protocol(min_rating=None, min_user_items=5, n_heldout=1), seed=seed)
+        split = make_split(df, SplitConfig(min_rating=None, min_user_items=5, n_heldout=1), seed=seed)
         for part in ("valid", "test"):
             ho = split.part(part)
             (user,) = split.users[part].tolist()
@@ -109,7 +109,7 @@ def test_filters_items_first_then_users_once():
 
 
 def test_binarise_keeps_ratings_above_threshold(raw100k):
-    split = make_split(raw100k, Protocol(min_rating=3.5, min_user_items=5, n_heldout=100))
+    split = make_split(raw100k, SplitConfig(min_rating=3.5, min_user_items=5, n_heldout=100))
     c = split.meta["counts"]
     assert c["raw_rows"] == 100_000
     assert c["positives"] == int((raw100k["rating"] > 3.5).sum())  # 4s and 5s: 55,375

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from conftest import shared_dataset
 
-from benchmark.data.preprocess import Protocol, make_split
+from benchmark.data.preprocess import SplitConfig, make_split
 
 
 def literal_reference_split(raw: pd.DataFrame, n_heldout: int, seed: int = 98765):
@@ -68,7 +68,7 @@ def test_split_equals_literal_reference_procedure_on_ml100k():
     path = shared_dataset("ml-100k") / "u.data"
     raw = pd.read_csv(path, sep="\t", header=None, names=["user", "item", "rating", "ts"])
     tr_u, vd_u, te_u, sid, train_plays, parts = literal_reference_split(raw, n_heldout=100)
-    split = make_split(raw, Protocol(min_rating=3.5, min_user_items=5, n_heldout=100), dataset="ml-100k")
+    split = make_split(raw, SplitConfig(min_rating=3.5, min_user_items=5, n_heldout=100), dataset="ml-100k")
 
     assert split.users["train"].tolist() == list(tr_u)
     assert split.users["valid"].tolist() == list(vd_u)

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..protocol import Split
-from .preprocess import PREPROCESS_VERSION, REFERENCE_SEED, Protocol, make_split
+from .preprocess import PREPROCESS_VERSION, REFERENCE_SEED, SplitConfig, make_split
 
 
 class DatasetError(Exception):
@@ -63,7 +63,7 @@ class DatasetSpec:
     name: str
     description: str
     source: str
-    protocol: Protocol
+    protocol: SplitConfig
     read_raw: Callable[[Path], pd.DataFrame]
     fetch: Callable[[Path], None] | None = None
     raw_files: Callable[[Path], list[Path]] = lambda raw: []
@@ -267,7 +267,7 @@ __all__ = [
     "DatasetError",
     "DatasetSpec",
     "MissingRawData",
-    "Protocol",
+    "SplitConfig",
     "REFERENCE_SEED",
     "UnknownDataset",
     "dataset_dir",

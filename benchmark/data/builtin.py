@@ -7,7 +7,7 @@ One module per source: :mod:`.movielens` (ml-100k, ml-1m, ml-20m), :mod:`.netfli
 from __future__ import annotations
 
 from . import DatasetSpec, register_dataset
-from .preprocess import Protocol
+from .preprocess import SplitConfig
 from .readers import find_file
 from .synthetic import DEFAULTS as SYNTH_DEFAULTS
 from .synthetic import generate
@@ -19,7 +19,7 @@ def synthetic() -> DatasetSpec:
         name="synthetic",
         description="generated from the Mult-VAE generative model, 5,000 users x 2,000 items (no download)",
         source="generated (benchmark.data.synthetic)",
-        protocol=Protocol(min_rating=None, min_item_users=0, min_user_items=5, n_heldout=500),
+        protocol=SplitConfig(min_rating=None, min_item_users=0, min_user_items=5, n_heldout=500),
         read_raw=lambda raw: generate(**SYNTH_DEFAULTS),
         generated=True,
         options=dict(SYNTH_DEFAULTS),

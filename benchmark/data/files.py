@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import DatasetError, DatasetSpec, MissingRawData
-from .preprocess import Protocol
+from .preprocess import SplitConfig
 from .readers import Field, Source, read_delimited
 
 PARQUET = {".parquet", ".pq"}
@@ -99,7 +99,7 @@ def file_dataset(
         name=f"file:{path}",
         description=f"your interactions in {path}",
         source=f"local file {file.resolve()}",
-        protocol=Protocol(
+        protocol=SplitConfig(
             min_rating=min_rating,
             min_item_users=min_item_users,
             min_user_items=min_user_items,

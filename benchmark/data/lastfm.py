@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
-from .preprocess import Protocol
+from .preprocess import SplitConfig
 from .readers import Field, locate, located_files, read_delimited, require
 
 URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
@@ -41,7 +41,7 @@ def lastfm() -> DatasetSpec:
         description="HetRec 2011 Last.fm 2K: 92,834 (user, artist) pairs, 1,892 users x 17,632 "
         "artists; every pair a positive; 200 / 200 held-out users",
         source=f"{URL} (GroupLens; no published checksum: the zip's CRCs are checked)",
-        protocol=Protocol(min_rating=None, min_item_users=0, min_user_items=5, n_heldout=200),
+        protocol=SplitConfig(min_rating=None, min_item_users=0, min_user_items=5, n_heldout=200),
         read_raw=read_lastfm,
         fetch=zip_fetcher(URL, "hetrec2011-lastfm-2k.zip"),
         raw_files=located_files("user_artists.dat"),

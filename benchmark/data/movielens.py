@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
-from .preprocess import Protocol
+from .preprocess import SplitConfig
 from .readers import Field, locate, located_files, read_delimited, require
 
 BASE = "https://files.grouplens.org/datasets/movielens"
@@ -67,7 +67,7 @@ def _spec(
         name=name,
         description=description,
         source=f"{BASE}/{name}.zip (GroupLens, md5 {md5})",
-        protocol=Protocol(min_rating=3.5, min_item_users=0, min_user_items=5, n_heldout=n_heldout),
+        protocol=SplitConfig(min_rating=3.5, min_item_users=0, min_user_items=5, n_heldout=n_heldout),
         read_raw=read,
         fetch=zip_fetcher(f"{BASE}/{name}.zip", f"{name}.zip", md5=md5),
         raw_files=files,

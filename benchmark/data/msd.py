@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
-from .preprocess import Protocol
+from .preprocess import SplitConfig
 from .readers import Field, locate, located_files, read_delimited, require
 
 URL = "http://millionsongdataset.com/sites/default/files/challenge/train_triplets.txt.zip"
@@ -48,7 +48,7 @@ def msd() -> DatasetSpec:
         "50,000 / 50,000 held-out users",
         source=f"{URL} (Echo Nest Taste Profile, {PAGE}; no published checksum: the zip's CRCs "
         "are checked)",
-        protocol=Protocol(min_rating=None, min_item_users=200, min_user_items=20, n_heldout=50_000),
+        protocol=SplitConfig(min_rating=None, min_item_users=200, min_user_items=20, n_heldout=50_000),
         read_raw=read_msd,
         fetch=zip_fetcher(URL, "train_triplets.txt.zip", extract=False),
         raw_files=located_files("train_triplets.txt"),

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import DatasetError, DatasetSpec, register_dataset
-from .preprocess import Protocol
+from .preprocess import SplitConfig
 from .readers import Source, find_files, missing, zip_members
 
 KAGGLE = "https://www.kaggle.com/datasets/netflix-inc/netflix-prize-data"
@@ -176,7 +176,7 @@ def netflix() -> DatasetSpec:
         "movies; positives = ratings > 3.5; 40,000 / 40,000 held-out users (manual download)",
         source=f"Kaggle 'netflix-prize-data' ({KAGGLE}); not downloadable automatically: put "
         "the zip, combined_data_*.txt or training_set/ in the raw folder",
-        protocol=Protocol(min_rating=3.5, min_item_users=0, min_user_items=5, n_heldout=40_000),
+        protocol=SplitConfig(min_rating=3.5, min_item_users=0, min_user_items=5, n_heldout=40_000),
         read_raw=read_netflix,
         fetch=None,
         raw_files=lambda raw: sorted({s.path for s in sources(raw)}),

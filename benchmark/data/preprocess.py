@@ -32,7 +32,7 @@ PREPROCESS_VERSION = 1  # bump when the procedure changes: invalidates cached sp
 
 
 @dataclass(frozen=True)
-class Protocol:
+class SplitConfig:
     """Preprocessing parameters of one dataset (recorded in the split's meta)."""
 
     min_rating: float | None = 3.5  # keep rating > min_rating; None keeps every row
@@ -62,6 +62,10 @@ class Protocol:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+
+
+#: The former name (before 0.2; it clashed with ``typing.Protocol``).
+Protocol = SplitConfig
 
 def binarise(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
     """Keep rows with rating > min_rating (all rows when None).
@@ -113,7 +117,7 @@ def filter_triplets(df: pd.DataFrame, min_uc: int, min_sc: int) -> pd.DataFrame:
 
 
 def _heldout_split(
-    df: pd.DataFrame, users: np.ndarray, item_index: pd.Index, p: Protocol, seed: int
+    df: pd.DataFrame, users: np.ndarray, item_index: pd.Index, p: SplitConfig, seed: int
 ) -> tuple[HeldOut, int]:
     """Fold-in / holdout rows for ``users`` (in this order), reference RNG sequence."""
     df = df[df["item"].isin(item_index)]
@@ -147,7 +151,7 @@ def _heldout_split(
 
 def make_split(
     df: pd.DataFrame,
-    protocol: Protocol,
+    protocol: SplitConfig,
     *,
     seed: int = REFERENCE_SEED,
     dataset: str = "custom",
