@@ -8,6 +8,7 @@
   weight annealed linearly per update up to a cap (Liang et al. 2018, section 2.2.2).
 - :func:`adam`: torch's Adam, fused where the device allows.
 - :func:`dense_on_device`: CSR rows to a dense tensor made on the device (only indices travel).
+- :func:`score_in_batches`: inference over fold-in rows, a sparse batch at a time.
 
 Used by the autoencoders (``vae``), RecVAE and EASE's GPU path; a plugin may import them.
 """
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["DeviceCSR", "SparseBatch", "log_likelihood", "kl_divergence", "beta_schedule",
-           "adam", "dense_on_device", "LIKELIHOODS"]
+           "adam", "dense_on_device", "score_in_batches", "LIKELIHOODS"]
 
 LIKELIHOODS = ("multinomial", "gaussian", "logistic")
 
@@ -236,3 +237,23 @@ def dense_on_device(x: sp.csr_matrix, dtype: Any, device: str):
 
 
 adam = _adam
+
+
+def score_in_batches(fold_in: sp.csr_matrix, net: torch.nn.Module, forward: Any,
+                     batch_size: int) -> np.ndarray:
+    """(n_rows, n_items) float32 scores: ``forward(SparseBatch) -> logits`` over batches of
+    fold-in rows sent to the network's device, in eval and inference mode (the network's
+    training flag is restored afterwards)."""
+    device = next(net.parameters()).device
+    out = np.empty(fold_in.shape, dtype=np.float32)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, fold_in.shape[0], batch_size):
+                stop = min(start + batch_size, fold_in.shape[0])
+                rows = DeviceCSR(fold_in[start:stop], device)
+                out[start:stop] = forward(rows.batch(0, stop - start)).float().cpu().numpy()
+    finally:
+        net.train(was_training)
+    return out

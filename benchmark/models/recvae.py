@@ -83,7 +83,7 @@ import torch
 from ..model import IterativeRecommender, seed_streams
 from ..protocol import FitOptions
 from ..registry import register
-from ..torch_parts import DeviceCSR, SparseBatch, _adam, log_likelihood
+from ..torch_parts import DeviceCSR, SparseBatch, _adam, log_likelihood, score_in_batches
 from ..training import EpochStats, resolve_epochs
 
 __all__ = ["RecVAE", "log_norm_pdf", "composite_prior_log_density", "kl_weights"]
@@ -330,15 +330,8 @@ class RecVAE(IterativeRecommender):
             (n_rows, n_items) float32 scores (higher is better).
         """
         net = self.net_
-        device = net.dec_w.device
-        out = np.empty(fold_in.shape, dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, fold_in.shape[0], self._SCORE_BATCH):
-                stop = min(start + self._SCORE_BATCH, fold_in.shape[0])
-                rows = DeviceCSR(fold_in[start:stop], device)
-                mu, _ = net.encoder(rows.batch(0, stop - start), 0.0, None)
-                out[start:stop] = net.decode(mu).float().cpu().numpy()
-        return out
+        return score_in_batches(fold_in, net, lambda b: net.decode(net.encoder(b, 0.0, None)[0]),
+                                self._SCORE_BATCH)
 
     # --- results, tuning, plan ---------------------------------------------------------------
     def results_extra(self) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them fro
     beta_schedule,
     kl_divergence,
     log_likelihood,
+    score_in_batches,
 )
 from ..training import EpochStats, TrainingOutcome, resolve_epochs, run_epochs
 from .vae_parts import ACTIVATIONS, _Net, autoencoder_cost, make_variant, param_problems  # noqa: F401
@@ -403,20 +404,8 @@ class AutoEncoder(Recommender):
             (n_rows, n_items) float32 scores (higher is better).
         """
         net = self.net_
-        device = next(net.parameters()).device
-        out = np.empty(fold_in.shape, dtype=np.float32)
-        was_training = net.training
-        net.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, fold_in.shape[0], self._SCORE_BATCH):
-                    stop = min(start + self._SCORE_BATCH, fold_in.shape[0])
-                    rows = DeviceCSR(fold_in[start:stop], device)
-                    z, _ = net.encode(rows.batch(0, stop - start), 0.0, None)
-                    out[start:stop] = net.decode(z).float().cpu().numpy()
-        finally:
-            net.train(was_training)
-        return out
+        return score_in_batches(fold_in, net, lambda b: net.decode(net.encode(b, 0.0, None)[0]),
+                                self._SCORE_BATCH)
 
     # --- results and tuning ------------------------------------------------------------------
     def results_extra(self) -> dict[str, Any]:
