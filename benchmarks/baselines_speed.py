@@ -217,36 +217,68 @@ def bench_wmf(x: sp.csr_matrix, heldout: sp.csr_matrix, repeats: int, threads: i
 # --- SLIM and LightFM -----------------------------------------------------------------------
 
 
+def _blas_unlimited():
+    """SLIM as before the BLAS limit: threadpoolctl's limit made a no-op in this process."""
+    import contextlib
+
+    import threadpoolctl
+
+    saved = threadpoolctl.threadpool_limits
+
+    @contextlib.contextmanager
+    def ctx():
+        threadpoolctl.threadpool_limits = lambda *a, **k: contextlib.nullcontext()
+        try:
+            yield
+        finally:
+            threadpoolctl.threadpool_limits = saved
+
+    return ctx()
+
+
 def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, lightfm_epochs: int | None) -> list[dict]:
+    """SLIM (one BLAS thread per regression, today; BLAS threads unlimited, before) and
+    LightFM (1 thread vs all), each pair back to back on the same data, with ratios."""
+    import contextlib
+
     from benchmark.models.lightfm import LightFMRecommender
     from benchmark.models.slim import SLIM
     from benchmark.protocol import FitOptions
 
     rows = []
     for name, x in sets.items():
-        for label, make, opts in (
-            ("slim", lambda: SLIM(), FitOptions(progress=False, threads=threads)),
-            ("lightfm (1 thread)", lambda: LightFMRecommender(deterministic=True), FitOptions(progress=False, epochs=lightfm_epochs)),
-            (f"lightfm ({threads} threads)", lambda: LightFMRecommender(), FitOptions(progress=False, threads=threads, epochs=lightfm_epochs)),
+        for label, make, opts, ctx in (
+            ("slim (1 BLAS thread)", lambda: SLIM(), FitOptions(progress=False, threads=threads), contextlib.nullcontext),
+            ("slim (BLAS unlimited, before)", lambda: SLIM(), FitOptions(progress=False, threads=threads), _blas_unlimited),
+            ("lightfm (1 thread)", lambda: LightFMRecommender(deterministic=True), FitOptions(progress=False, epochs=lightfm_epochs), contextlib.nullcontext),
+            (f"lightfm ({threads} threads)", lambda: LightFMRecommender(), FitOptions(progress=False, threads=threads, epochs=lightfm_epochs), contextlib.nullcontext),
         ):
             if label.startswith("lightfm (") and threads == 1 and label != "lightfm (1 thread)":
                 continue
             secs = []
             for _ in range(repeats):
-                t = time.perf_counter()
-                m = make().fit(x, options=opts)
-                secs.append(time.perf_counter() - t)
-            epochs = getattr(m, "outcome_", None)
-            ep = len(epochs.history) if epochs is not None else None
+                with ctx():
+                    t = time.perf_counter()
+                    m = make().fit(x, options=opts)
+                    secs.append(time.perf_counter() - t)
+            ep = len(getattr(m, "history_", None) or []) or None
             row = {"data": name, "model": label, "seconds": statistics.median(secs),
                    "shape": f"{x.shape[0]:,} x {x.shape[1]:,}", "nnz": int(x.nnz)}
             if ep:
                 row["epochs"] = ep
                 row["s_per_epoch"] = row["seconds"] / ep
-            if label == "slim":
+            if label.startswith("slim"):
                 row["nnz_weights"] = int(m.weights_.nnz)
             rows.append(row)
             print(f"  {row}", file=sys.stderr, flush=True)
+        by = {r["model"]: r["seconds"] for r in rows if r["data"] == name}
+        if "slim (BLAS unlimited, before)" in by:
+            print(f"  {name}: SLIM now / before = {by['slim (1 BLAS thread)'] / by['slim (BLAS unlimited, before)']:.3f}",
+                  file=sys.stderr, flush=True)
+        if f"lightfm ({threads} threads)" in by:
+            print(f"  {name}: LightFM {threads} threads / 1 thread = "
+                  f"{by[f'lightfm ({threads} threads)'] / by['lightfm (1 thread)']:.3f} (goal <= 0.6)",
+                  file=sys.stderr, flush=True)
     return rows
 
 

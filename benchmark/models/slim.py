@@ -15,7 +15,10 @@ is divided by the number of training users n; the mapping is::
 Column j never enters its own regression, and neither does any item that co-occurs with
 j at most l1 times: with X, w >= 0 such an item's weight is provably 0 (a safe screening
 rule, see ``_Solver``), so dropping it changes nothing but the time. The regressions run
-in a thread pool over the machine's cores (the coordinate descent releases the GIL). Before a large catalogue the model times a first batch of
+in a thread pool over the machine's cores (the coordinate descent releases the GIL), each
+with one BLAS thread: BLAS threads inside every coordinate-descent step would oversubscribe
+the cores (5-9x slower on a 20,000 x 5,000 set, the same weights; ``benchmarks/
+baselines_speed.py``). Before a large catalogue the model times a first batch of
 columns, prints the estimated total and refuses (``SlimTimeBudgetError``) if that exceeds
 ``FitOptions.time_budget``.
 """
@@ -175,8 +178,9 @@ class SLIM(ItemItemRecommender):
         solver = _Solver(xc, xc.tocsr(), l1, (l1 + l2) / n_users, l1 / (l1 + l2), model.max_iter, model.tol)
         cols = np.sort(np.random.default_rng(0).choice(n_items, size=min(64, n_items), replace=False))
         from sklearn.exceptions import ConvergenceWarning
+        from threadpoolctl import threadpool_limits
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(1, "blas"):  # as in fit
             warnings.simplefilter("ignore", ConvergenceWarning)
             t = time.perf_counter()
             solver.solve(cols, model.topk)
@@ -236,8 +240,14 @@ class SLIM(ItemItemRecommender):
         blocks = _column_blocks(n_items, 32)
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         budget = options.time_budget
-        # warnings.catch_warnings is not thread-safe: one filter for the whole pool
-        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=threads) as pool:
+        import sklearn.linear_model  # noqa: F401  (loads the BLAS its coordinate descent calls)
+        from threadpoolctl import threadpool_limits
+
+        # warnings.catch_warnings is not thread-safe: one filter for the whole pool. One BLAS
+        # thread per regression: the pool is the parallelism, and BLAS threads inside the
+        # coordinate descent's vector operations oversubscribe the cores (6-9x slower).
+        with warnings.catch_warnings(), threadpool_limits(1, "blas"), \
+                ThreadPoolExecutor(max_workers=threads) as pool:
             warnings.simplefilter("ignore", ConvergenceWarning)  # a column stopped at max_iter
             # A first batch of columns times the rest (and is kept).
             first = min(len(blocks), max(threads, (len(blocks) + 99) // 100))
