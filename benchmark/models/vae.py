@@ -57,6 +57,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..model import seed_streams
 from ..protocol import FitOptions, HeldOut, Recommender
 from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them from here)
     LIKELIHOODS,
@@ -264,12 +265,15 @@ class AutoEncoder(Recommender):
     ) -> TrainingOutcome:
         """One full training from a fresh initialisation, annealing beta up to ``cap``.
 
-        beta = min(cap, update / anneal_steps) at each minibatch update.
+        beta = min(cap, update / anneal_steps) at each minibatch update. Random streams: one
+        ``SeedSequence(options.seed)`` spawned into the weights' initialisation, the dropout
+        and reparameterisation noise, and the minibatch order (:func:`seed_streams`).
         """
         device = data.device
-        init_gen = torch.Generator().manual_seed(int(options.seed))
-        gen = torch.Generator(device=device).manual_seed(int(options.seed) + 1)
-        rng = np.random.default_rng(int(options.seed))
+        streams = seed_streams(options.seed, "init", "noise", "order")
+        init_gen = torch.Generator().manual_seed(streams["init"])
+        gen = torch.Generator(device=device).manual_seed(streams["noise"])
+        rng = np.random.default_rng(streams["order"])
         net = self._new_net(data.shape[1], init_gen).to(device)
         if self.bias_init == "marginal":
             with torch.no_grad():
