@@ -334,6 +334,9 @@ class Recommender:
         hist = getattr(self, "history_", None)
         if hist:
             extra["history"] = [h.as_dict() if isinstance(h, EpochReport) else h for h in hist]
+        training = getattr(self, "training_", None)
+        if isinstance(training, dict):  # best epoch, stop reason, seconds (IterativeRecommender)
+            extra["training"] = dict(training)
         return extra
 
     def __repr__(self) -> str:
