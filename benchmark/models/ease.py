@@ -331,6 +331,28 @@ def ease_weights_torch(
     return p
 
 
+def dense_weights_skip_reason(stats: dict[str, Any], limit: Any, model: str) -> str | None:
+    """Why a model with dense (n_items, n_items) float32 weights cannot run on a dataset of
+    ``stats``: neither host memory nor a CUDA device would hold them (None: one would)."""
+    n = int(stats.get("items", 0))
+    devices = ["cpu"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            devices.append("cuda")
+    except ImportError:  # pragma: no cover
+        pass
+    errors = []
+    for device in devices:
+        try:
+            check_memory(n, "float32", device, limit=limit, model=model)
+            return None
+        except InsufficientMemoryError as exc:
+            errors.append(str(exc))
+    return " / ".join(errors)
+
+
 @register("ease")
 class EASE(ItemItemRecommender):
     """EASE^R (Steck 2019): closed-form item-item model with a zero diagonal."""
@@ -370,23 +392,7 @@ class EASE(ItemItemRecommender):
     def skip_reason(cls, stats: dict[str, Any], *, explicit: bool) -> str | None:
         """Skip (even when asked for by name) when float32 EASE fits neither in host memory
         nor on a CUDA device; ``fit`` checks the device it actually runs on again."""
-        n = int(stats.get("items", 0))
-        devices = ["cpu"]
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                devices.append("cuda")
-        except ImportError:  # pragma: no cover
-            pass
-        errors = []
-        for device in devices:
-            try:
-                check_memory(n, "float32", device, limit=cls.memory_limit)
-                return None
-            except InsufficientMemoryError as exc:
-                errors.append(str(exc))
-        return " / ".join(errors)
+        return dense_weights_skip_reason(stats, cls.memory_limit, "EASE")
 
     @classmethod
     def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):

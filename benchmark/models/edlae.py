@@ -50,8 +50,8 @@ from ..protocol import FitOptions, HeldOut, available_cpus
 from ..registry import register
 from .ease import (
     EASE,
-    InsufficientMemoryError,
     check_memory,
+    dense_weights_skip_reason,
     ease_weights_cpu,
     ease_weights_torch,
     regularised_inverse_cpu,
@@ -131,23 +131,7 @@ class _LinearDenoisingAE(ItemItemRecommender):
     @classmethod
     def skip_reason(cls, stats: dict[str, Any], *, explicit: bool) -> str | None:
         """As EASE: skip when float32 weights fit neither in host memory nor on CUDA."""
-        n = int(stats.get("items", 0))
-        devices = ["cpu"]
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                devices.append("cuda")
-        except ImportError:  # pragma: no cover
-            pass
-        errors = []
-        for device in devices:
-            try:
-                check_memory(n, "float32", device, limit=cls.memory_limit, model=cls.name or "EDLAE")
-                return None
-            except InsufficientMemoryError as exc:
-                errors.append(str(exc))
-        return " / ".join(errors)
+        return dense_weights_skip_reason(stats, cls.memory_limit, cls.name or "EDLAE")
 
     @classmethod
     def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
