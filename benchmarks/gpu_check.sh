@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of the suite in one go (run on a machine with a CUDA device):
-#   the VAE speed script at ML-20M and MSD shape, EASE at ML-20M shape, and the CUDA tests.
+#   the VAE speed script at ML-20M and MSD shape, EASE at ML-20M shape, RecVAE and iALS
+#   epoch times at ML-20M shape, and the CUDA tests.
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]
 set -u
 out=${1:-${OUT:-/tmp/gpu_check}}
@@ -32,4 +33,27 @@ for dev in ("cuda", "cuda", "cpu"):
     print(f"EASE ml20m-shape fit+score10k on {dev}: {time.perf_counter() - t:.2f} s, "
           f"peak GPU {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, scores {s.shape}")
 PY
-$py -m pytest -q -p no:cacheprovider tests/test_vae.py tests/test_baselines.py -k cuda 2>&1 | tail -5 | tee "$out/cuda_tests.log"
+$py - <<'PY' 2>&1 | tee "$out/later_models.log"
+# RecVAE and iALS (the paper's ML-20M settings) epoch times at ML-20M shape, 2 epochs each.
+import time, numpy as np, scipy.sparse as sp, torch
+from benchmark import registry
+from benchmark.protocol import FitOptions, HeldOut
+rng = np.random.default_rng(0)
+n_users, n_items, nnz = 116_677, 20_108, 8_500_000
+pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
+pop /= pop.sum()
+X = sp.csr_matrix((np.ones(nnz, np.float32), (rng.integers(0, n_users, nnz), rng.choice(n_items, nnz, p=pop))),
+                  shape=(n_users, n_items))
+X.data[:] = 1
+valid = HeldOut(X[:10_000], X[10_000:20_000])
+for name in ("recvae", "ials"):
+    cls = registry.get(name)
+    torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    m = cls(**cls.default_params("ml-20m")).fit(X, valid, options=FitOptions(device="cuda", epochs=2, progress=False))
+    torch.cuda.synchronize()
+    print(f"{name} ml20m-shape: epochs {[round(h.seconds, 2) for h in m.history_]} s, validation "
+          f"{[round(h.extra.get('valid_seconds', 0), 2) for h in m.history_]} s, total "
+          f"{time.perf_counter() - t:.1f} s, peak GPU {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+PY
+$py -m pytest -q -p no:cacheprovider tests/test_vae.py tests/test_baselines.py tests/test_edlae_ials.py -k cuda 2>&1 | tail -5 | tee "$out/cuda_tests.log"
