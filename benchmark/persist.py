@@ -152,8 +152,10 @@ def load_model(path: str | os.PathLike, cls: type | None = None, *, device: str 
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: saved model format {manifest.get('format')!r}; this suite reads format {FORMAT}")
     name = manifest["model"]
-    if cls is None or not getattr(cls, "name", "") and cls.__name__ == "Recommender":
-        cls = registry.get(name)
+    from .model import ItemItemRecommender, IterativeRecommender, Recommender
+
+    if cls is None or cls in (Recommender, IterativeRecommender, ItemItemRecommender):
+        cls = registry.get(name)  # a base class: the saved registry name decides
     elif cls.name and cls.name != name:
         raise ValueError(f"{path} holds a {name!r} model, not {cls.name!r}: load it with {name}'s class "
                          "or with benchmark.Recommender.load")

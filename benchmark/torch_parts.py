@@ -9,12 +9,15 @@
 - :func:`adam`: torch's Adam, fused where the device allows.
 - :func:`dense_on_device`: CSR rows to a dense tensor made on the device (only indices travel).
 - :func:`score_in_batches`: inference over fold-in rows, a sparse batch at a time.
+- :func:`timing_batches`: endless minibatches of a few training rows (the plan's timings).
 
 Used by the autoencoders (``vae``), RecVAE and EASE's GPU path; a plugin may import them.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["DeviceCSR", "SparseBatch", "log_likelihood", "kl_divergence", "beta_schedule",
-           "adam", "dense_on_device", "score_in_batches", "LIKELIHOODS"]
+           "adam", "dense_on_device", "score_in_batches", "timing_batches", "LIKELIHOODS"]
 
 LIKELIHOODS = ("multinomial", "gaussian", "logistic")
 
@@ -257,3 +260,11 @@ def score_in_batches(fold_in: sp.csr_matrix, net: torch.nn.Module, forward: Any,
     finally:
         net.train(was_training)
     return out
+
+
+def timing_batches(x: sp.csr_matrix, batch_size: int, device: Any) -> Iterator[SparseBatch]:
+    """Minibatches of the first (at most) four batches' rows of ``x`` on ``device``, cycled
+    forever: what a model's ``estimate_cost`` times its updates on."""
+    data = DeviceCSR(x[: min(x.shape[0], 4 * batch_size)], device)
+    return itertools.cycle([data.batch(s, min(s + batch_size, data.n_rows))
+                            for s in range(0, data.n_rows, batch_size)])

@@ -92,7 +92,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..experiment import dump_toml
-    from ..runner import RunConfig, format_table, maybe_report, run
+    from ..runner import maybe_report
 
     checked, datasets, experiment = _run_setup(args)
     names, seeds, params = checked["names"], checked["seeds"], checked["params"]
@@ -108,8 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     for dataset in datasets:
         args.dataset = dataset
-        failures += _run_dataset(args, names, seeds, params, checked["metrics"], experiment,
-                                 RunConfig, format_table, run)
+        failures += _run_dataset(args, names, seeds, params, checked["metrics"], experiment)
     if args.plan:
         return 0
     logger.info(f"results: {Path(args.results_dir) / 'results.jsonl'}")
@@ -149,8 +148,11 @@ def _log_mlflow(args: argparse.Namespace) -> list[str]:
     return []
 
 
-def _run_dataset(args, names, seeds, params, metrics, experiment, RunConfig, format_table, run) -> list[str]:
+def _run_dataset(args: argparse.Namespace, names: list[str], seeds: list[int], params: dict,
+                 metrics: list[str], experiment: dict) -> list[str]:
     """Plan, then fit and evaluate every model on ``args.dataset``; returns the failures."""
+    from ..runner import RunConfig, format_table, run
+
     split = _split_from_args(args)
     cfg = RunConfig(
         models=args.models,

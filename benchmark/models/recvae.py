@@ -83,7 +83,14 @@ import torch
 from ..model import IterativeRecommender, seed_streams
 from ..protocol import FitOptions
 from ..registry import register
-from ..torch_parts import DeviceCSR, SparseBatch, _adam, log_likelihood, score_in_batches
+from ..torch_parts import (
+    DeviceCSR,
+    SparseBatch,
+    _adam,
+    log_likelihood,
+    score_in_batches,
+    timing_batches,
+)
 from ..training import EpochStats, resolve_epochs
 
 __all__ = ["RecVAE", "log_norm_pdf", "composite_prior_log_density", "kl_weights"]
@@ -369,23 +376,20 @@ class RecVAE(IterativeRecommender):
         device = torch.device(options.resolve_device())
         x = split.train
         bs = int(model.batch_size)
-        data = DeviceCSR(x[: min(x.shape[0], 4 * bs)], device)
+        batches = timing_batches(x, bs, device)
         net = _RecVAENet(x.shape[1], int(model.hidden_dim), int(model.latent_dim),
                          torch.Generator().manual_seed(0)).to(device)
         model.net_, model.n_items_ = net, x.shape[1]
         opt_enc = _adam(list(net.encoder.parameters()), float(model.lr))
         opt_dec = _adam(net.decoder_parameters(), float(model.lr))
         gen = torch.Generator(device=device).manual_seed(0)
-        batches = [data.batch(s, min(s + bs, data.n_rows)) for s in range(0, data.n_rows, bs)]
-        state = {"i": 0}
 
         def sync() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
 
         def enc_step() -> None:
-            b = batches[state["i"] % len(batches)]
-            state["i"] += 1
+            b = next(batches)
             for p in net.decoder_parameters():
                 p.requires_grad_(False)
             model._update(opt_enc, model._encoder_loss(net, b, gen)[0])
@@ -394,9 +398,7 @@ class RecVAE(IterativeRecommender):
             sync()
 
         def dec_step() -> None:
-            b = batches[state["i"] % len(batches)]
-            state["i"] += 1
-            model._update(opt_dec, model._decoder_loss(net, b, gen))
+            model._update(opt_dec, model._decoder_loss(net, next(batches), gen))
             sync()
 
         t_enc, t_dec = timed(enc_step, repeats=3), timed(dec_step, repeats=3)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..protocol import FitOptions
 from ..registry import register
-from ..torch_parts import LIKELIHOODS, DeviceCSR, SparseBatch, _adam
+from ..torch_parts import LIKELIHOODS, SparseBatch, _adam, timing_batches
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
@@ -124,19 +124,15 @@ def autoencoder_cost(cls: type, split: Any, params: dict[str, Any], options: Fit
     device = torch.device(options.resolve_device())
     x = split.train
     bs = int(model.batch_size)
-    data = DeviceCSR(x[: min(x.shape[0], 4 * bs)], device)
+    batches = timing_batches(x, bs, device)
     gen = torch.Generator().manual_seed(0)
     net = model._new_net(x.shape[1], gen).to(device)
     model.net_, model.n_items_ = net, x.shape[1]
     opt = _adam(net.parameters(), float(model.lr))
     dgen = torch.Generator(device=device).manual_seed(0)
-    batches = [data.batch(s, min(s + bs, data.n_rows)) for s in range(0, data.n_rows, bs)]
-    state = {"i": 0}
 
     def step() -> None:
-        b = batches[state["i"] % len(batches)]
-        state["i"] += 1
-        model._step(net, opt, b, 0.1 if model.variational else None, float(model.dropout),
+        model._step(net, opt, next(batches), 0.1 if model.variational else None, float(model.dropout),
                     dgen, float(model.weight_decay))
         if device.type == "cuda":
             torch.cuda.synchronize()
