@@ -3,6 +3,7 @@
     python benchmarks/baselines_speed.py            # ML-20M shape: 136,677 x 20,108, ~10M clicks
     python benchmarks/baselines_speed.py --quick    # 30,000 x 5,000 (a few minutes on 2 cores)
     python benchmarks/baselines_speed.py --parts ease,wmf --repeats 3
+    python benchmarks/baselines_speed.py --parts slim-scale     # SLIM's full fit at ML-20M shape
 
 What it measures (medians over ``--repeats``; every ratio against a baseline in the same run):
 
@@ -13,6 +14,8 @@ What it measures (medians over ``--repeats``; every ratio against a baseline in 
   0.6 of the float64 inverse's time.
 - WMF: our fit + the exact fold-in of 10,000 held-out users, next to ``implicit``'s ALS fit
   alone with the same parameters. Goal: the fold-in adds at most 20%.
+- SLIM at scale (``slim-scale``): the gram solver's full fit at the chosen shape, and both
+  solvers per column on the same random columns (the sparse solver's total extrapolated).
 - SLIM and LightFM fit times on ml-100k (``--ml100k PATH/u.data``, default
   ``../shared/datasets/ml-100k/u.data``) and on a 20,000 x 5,000 set drawn from the
   Mult-VAE generative model (``benchmark.data.synthetic``).
@@ -237,8 +240,9 @@ def _blas_unlimited():
 
 
 def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, lightfm_epochs: int | None) -> list[dict]:
-    """SLIM (one BLAS thread per regression, today; BLAS threads unlimited, before) and
-    LightFM (1 thread vs all), each pair back to back on the same data, with ratios."""
+    """SLIM (the gram solver, today's default; the sparse solver, the default before it,
+    with one BLAS thread per regression and with BLAS threads unlimited, the default before
+    that) and LightFM (1 thread vs all), back to back on the same data, with ratios."""
     import contextlib
 
     from benchmark.models.lightfm import LightFMRecommender
@@ -248,8 +252,9 @@ def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, 
     rows = []
     for name, x in sets.items():
         for label, make, opts, ctx in (
-            ("slim (1 BLAS thread)", lambda: SLIM(), FitOptions(progress=False, threads=threads), contextlib.nullcontext),
-            ("slim (BLAS unlimited, before)", lambda: SLIM(), FitOptions(progress=False, threads=threads), _blas_unlimited),
+            ("slim (gram)", lambda: SLIM(solver="gram"), FitOptions(progress=False, threads=threads), contextlib.nullcontext),
+            ("slim (sparse, 1 BLAS thread)", lambda: SLIM(solver="sparse"), FitOptions(progress=False, threads=threads), contextlib.nullcontext),
+            ("slim (sparse, BLAS unlimited)", lambda: SLIM(solver="sparse"), FitOptions(progress=False, threads=threads), _blas_unlimited),
             ("lightfm (1 thread)", lambda: LightFMRecommender(deterministic=True), FitOptions(progress=False, epochs=lightfm_epochs), contextlib.nullcontext),
             (f"lightfm ({threads} threads)", lambda: LightFMRecommender(), FitOptions(progress=False, threads=threads, epochs=lightfm_epochs), contextlib.nullcontext),
         ):
@@ -272,13 +277,57 @@ def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, 
             rows.append(row)
             print(f"  {row}", file=sys.stderr, flush=True)
         by = {r["model"]: r["seconds"] for r in rows if r["data"] == name}
-        if "slim (BLAS unlimited, before)" in by:
-            print(f"  {name}: SLIM now / before = {by['slim (1 BLAS thread)'] / by['slim (BLAS unlimited, before)']:.3f}",
+        if "slim (gram)" in by:
+            print(f"  {name}: SLIM gram / sparse = {by['slim (gram)'] / by['slim (sparse, 1 BLAS thread)']:.3f}; "
+                  f"sparse with 1 BLAS thread / unlimited = "
+                  f"{by['slim (sparse, 1 BLAS thread)'] / by['slim (sparse, BLAS unlimited)']:.3f}",
                   file=sys.stderr, flush=True)
         if f"lightfm ({threads} threads)" in by:
             print(f"  {name}: LightFM {threads} threads / 1 thread = "
                   f"{by[f'lightfm ({threads} threads)'] / by['lightfm (1 thread)']:.3f} (goal <= 0.6)",
                   file=sys.stderr, flush=True)
+    return rows
+
+
+def bench_slim_scale(x: sp.csr_matrix, threads: int, columns: int) -> list[dict]:
+    """SLIM's full fit at this shape with the gram solver (time, peak memory above the data),
+    next to both solvers timed on the same ``columns`` random columns (one thread each): the
+    sparse solver's full fit at ML-20M shape is ~40 min, so its total is extrapolated from
+    those columns and labelled so."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
+    from benchmark.models.slim import SLIM
+    from benchmark.protocol import FitOptions
+
+    n_items = x.shape[1]
+    cols = np.sort(np.random.default_rng(0).choice(n_items, size=min(columns, n_items), replace=False))
+    per_col = {}
+    for kind in ("gram", "sparse"):
+        model = SLIM(solver=kind)
+        _, make, _ = model._solvers(x, threads)
+        solver = make()
+        with warnings.catch_warnings(), threadpool_limits(1, "blas"):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            t = time.perf_counter()
+            solver.solve(cols, None)
+            per_col[kind] = (time.perf_counter() - t) / len(cols)
+        del solver, make
+    base = _rss("VmRSS")
+    t = time.perf_counter()
+    m = SLIM(solver="gram").fit(x, options=FitOptions(progress=False, threads=threads))
+    full = time.perf_counter() - t
+    rows = [
+        {"solver": "gram", "ms_per_column": per_col["gram"] * 1e3, "full_fit_s": full,
+         "measured": "full fit", "peak_above_data_GiB": (_rss("VmHWM") - base) / 2**30,
+         "nnz_weights": int(m.weights_.nnz)},
+        {"solver": "sparse", "ms_per_column": per_col["sparse"] * 1e3,
+         "full_fit_s": full * per_col["sparse"] / per_col["gram"],
+         "measured": f"extrapolated from {len(cols)} columns"},
+    ]
+    print(f"  SLIM gram / sparse per column: {per_col['gram'] / per_col['sparse']:.3f}", file=sys.stderr)
     return rows
 
 
@@ -323,6 +372,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="30,000 x 5,000 instead of the ML-20M shape")
     ap.add_argument("--parts", default="ease,wmf,slim-lightfm")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--slim-columns", type=int, default=64,
+                    help="columns both SLIM solvers are timed on (slim-scale part)")
     ap.add_argument("--fit-repeats", type=int, default=1, help="repeats of the SLIM / LightFM fits")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     ap.add_argument("--lightfm-epochs", type=int, default=None, help="cap LightFM epochs (default: its 30)")
@@ -346,7 +397,7 @@ def main() -> None:
     out: dict[str, list[dict]] = {}
     print(f"machine: {available_cpus()} CPUs; threads {threads}; shape {shape}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        if parts & {"ease", "wmf"}:
+        if parts & {"ease", "wmf", "slim-scale"}:
             t = time.perf_counter()
             x = ml20m_shaped(shape["users"], shape["items"], shape["nnz"], seed=0)
             held = ml20m_shaped(shape["heldout"], shape["items"], shape["nnz"] * shape["heldout"] // shape["users"], seed=1)
@@ -377,6 +428,10 @@ def main() -> None:
             out["fit_times"] = bench_fit_times(sets, args.fit_repeats, threads, args.lightfm_epochs)
             print("\nSLIM and LightFM fit times (defaults)")
             print(_table(out["fit_times"]), flush=True)
+        if "slim-scale" in parts:
+            out["slim_scale"] = bench_slim_scale(x, threads, args.slim_columns)
+            print(f"\nSLIM at {x.shape[0]:,} x {x.shape[1]:,} ({x.nnz:,} clicks), {threads} threads")
+            print(_table(out["slim_scale"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 
