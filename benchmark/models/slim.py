@@ -170,8 +170,8 @@ class _GramSolver:
     current weights; with none left, the duality gap of the restricted problem is the gap
     of the whole problem (outside coordinates cannot raise its dual norm), so the stopping
     rule is ``ElasticNet``'s: gap <= tol * |x_j|. Measured at ML-20M shape (136,677 x
-    20,108): 55 ms a column against 241 ms for the sparse solver, same objective to 1e-9
-    (``benchmarks/baselines_speed.py``).
+    20,108, 2 cores): 65 ms a column against 249 ms for the sparse solver, the full fit
+    16.0 min (``benchmarks/baselines_speed.py --parts slim-scale``).
     """
 
     #: First working set: this fraction of the candidates, plus ``ADD_MIN``.
@@ -272,7 +272,8 @@ class SLIM(ItemItemRecommender):
             l1: lambda, the L1 penalty (SLIM's unnormalised scale; paper grid 0.1..5).
             l2: beta, the L2 penalty (same scale and grid).
             topk: keep only the k largest weights of each column (None: keep all).
-            max_iter: coordinate-descent sweeps per column at most.
+            max_iter: coordinate-descent sweeps per column at most (the gram solver: per
+                working-set round).
             tol: coordinate-descent tolerance (scikit-learn's duality-gap rule).
             solver: "gram" (the dense co-occurrence matrix, n_items^2 float32, and working
                 sets: 4x faster at ML-20M shape), "sparse" (coordinate descent over the
