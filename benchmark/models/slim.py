@@ -432,7 +432,8 @@ class SLIM(ItemItemRecommender):
                 ThreadPoolExecutor(max_workers=threads) as pool:
             warnings.simplefilter("ignore", ConvergenceWarning)  # a column stopped at max_iter
             # A first batch of columns times the rest (and is kept).
-            first = min(len(blocks), max(threads, (len(blocks) + 99) // 100))
+            # A whole number of blocks per thread (an idle thread would inflate the estimate).
+            first = min(len(blocks), threads * -(-((len(blocks) + 99) // 100) // threads))
             parts += list(pool.map(work, blocks[:first]))
             done = sum(len(b) for b in blocks[:first])
             elapsed = time.perf_counter() - t0
