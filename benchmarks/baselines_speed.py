@@ -249,6 +249,12 @@ def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, 
     from benchmark.models.slim import SLIM
     from benchmark.protocol import FitOptions
 
+    # Warm-up: the first fit of a process pays for imports and the first BLAS calls.
+    tiny = sp.random(200, 50, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    tiny.data[:] = 1.0
+    for kind in ("gram", "sparse"):
+        SLIM(solver=kind).fit(tiny, options=FitOptions(progress=False, threads=threads))
+    LightFMRecommender().fit(tiny, options=FitOptions(progress=False, epochs=1))
     rows = []
     for name, x in sets.items():
         for label, make, opts, ctx in (
