@@ -213,9 +213,9 @@ class _GramSolver:
         block = self._block(items, items)
         w = np.zeros(len(ws))
         while True:
-            w, gap, tol, _ = self.cd(
+            w = self.cd(  # returns (w, gap, tol, n_iter) in every version read; w is what we use
                 w, l1, l2, block, np.ascontiguousarray(q[ws]), y, self.max_iter, self.tol, self.rng, 0, 1
-            )
+            )[0]
             if len(ws) == len(cand):
                 break
             support = np.flatnonzero(w)
