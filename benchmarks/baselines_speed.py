@@ -296,10 +296,11 @@ def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, 
 
 
 def bench_slim_scale(x: sp.csr_matrix, threads: int, columns: int) -> list[dict]:
-    """SLIM's full fit at this shape with the gram solver (time, peak memory above the data),
-    next to both solvers timed on the same ``columns`` random columns (one thread each): the
-    sparse solver's full fit at ML-20M shape is ~40 min, so its total is extrapolated from
-    those columns and labelled so."""
+    """SLIM's full fit at this shape with the gram solver (time, peak memory above the data,
+    measured first so no earlier allocation sets the high-water mark), then both solvers
+    timed on the same ``columns`` random columns (one thread each): the sparse solver's full
+    fit at ML-20M shape is about an hour, so its total is extrapolated from those columns
+    and labelled so."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -308,12 +309,18 @@ def bench_slim_scale(x: sp.csr_matrix, threads: int, columns: int) -> list[dict]
     from benchmark.models.slim import SLIM
     from benchmark.protocol import FitOptions
 
+    base = _rss("VmRSS")
+    t = time.perf_counter()
+    m = SLIM(solver="gram").fit(x, options=FitOptions(progress=False, threads=threads))
+    full = time.perf_counter() - t
+    peak = (_rss("VmHWM") - base) / 2**30
+    nnz_weights = int(m.weights_.nnz)
+    del m
     n_items = x.shape[1]
     cols = np.sort(np.random.default_rng(0).choice(n_items, size=min(columns, n_items), replace=False))
     per_col = {}
     for kind in ("gram", "sparse"):
-        model = SLIM(solver=kind)
-        _, make, _ = model._solvers(x, threads)
+        _, make, _ = SLIM(solver=kind)._solvers(x, threads)
         solver = make()
         with warnings.catch_warnings(), threadpool_limits(1, "blas"):
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -321,14 +328,9 @@ def bench_slim_scale(x: sp.csr_matrix, threads: int, columns: int) -> list[dict]
             solver.solve(cols, None)
             per_col[kind] = (time.perf_counter() - t) / len(cols)
         del solver, make
-    base = _rss("VmRSS")
-    t = time.perf_counter()
-    m = SLIM(solver="gram").fit(x, options=FitOptions(progress=False, threads=threads))
-    full = time.perf_counter() - t
     rows = [
         {"solver": "gram", "ms_per_column": per_col["gram"] * 1e3, "full_fit_s": full,
-         "measured": "full fit", "peak_above_data_GiB": (_rss("VmHWM") - base) / 2**30,
-         "nnz_weights": int(m.weights_.nnz)},
+         "measured": "full fit", "peak_above_data_GiB": peak, "nnz_weights": nnz_weights},
         {"solver": "sparse", "ms_per_column": per_col["sparse"] * 1e3,
          "full_fit_s": full * per_col["sparse"] / per_col["gram"],
          "measured": f"extrapolated from {len(cols)} columns"},

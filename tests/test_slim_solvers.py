@@ -1,6 +1,7 @@
 """SLIM's gram solver (dense co-occurrence matrix, working sets) against the sparse solver
 (scikit-learn's ElasticNet on the sparse columns, the former default): the same objective
-per column, the same ml-100k test metrics."""
+per column to 1e-6; on ml-100k the same recall, NDCG@100 within the solvers' tolerance, and
+all three metrics equal at a tight tolerance."""
 
 from __future__ import annotations
 

@@ -17,8 +17,10 @@ coordinate descent with its duality-gap stopping rule, in one of two equivalent 
 
       alpha = (l1 + l2) / n,   l1_ratio = l1 / (l1 + l2)
 
-Both minimise the same strictly convex objective to the same tolerance (equal objectives
-to 1e-9 relative, identical ml-100k test metrics: ``tests/test_slim_solvers.py``).
+Both minimise the same strictly convex objective to the same duality-gap tolerance
+(``tests/test_slim_solvers.py``: per-column objectives within 1e-6 relative, the gram
+solver never the higher; on ml-100k the same Recall@20/50 and NDCG@100 0.4515 against the
+sparse solver's 0.4519 at tol 1e-4, both 0.4515 at tol 1e-6).
 
 Column j never enters its own regression, and neither does any item that co-occurs with
 j at most l1 times: with X, w >= 0 such an item's weight is provably 0 (a safe screening
@@ -339,7 +341,7 @@ class SLIM(ItemItemRecommender):
                         f"{kind} solver: {setup:.1f} s set-up + {n_items:,} columns x "
                         f"{per_col * 1000:.1f} ms ({threads} threads)")
 
-    def _solver_kind(self, n_users: int, n_items: int) -> str:
+    def _solver_kind(self, n_items: int) -> str:
         if self.solver != "auto":
             return self.solver
         if self.l1 <= 0 or _gram_cd() is None:
@@ -353,7 +355,7 @@ class SLIM(ItemItemRecommender):
         co-occurrence matrix, or the CSC/CSR copies) happens here, once."""
         n_users, n_items = train.shape
         l1, l2 = float(self.l1), float(self.l2)
-        kind = self._solver_kind(n_users, n_items)
+        kind = self._solver_kind(n_items)
         if kind == "gram":
             from .ease import gram_dense
 
@@ -361,7 +363,7 @@ class SLIM(ItemItemRecommender):
             # from the matrix's top-left corner, which stays in cache. Counts are exact in
             # float32 below 2^24 users.
             train = sp.csr_matrix(train)
-            order = np.argsort(-np.diff(sp.csc_matrix(train).indptr), kind="stable")
+            order = np.argsort(-np.bincount(train.indices, minlength=n_items), kind="stable")
             gram = gram_dense(train[:, order], "float32" if n_users < 2**24 else "float64", threads=threads)
             return kind, lambda: _GramSolver(gram, order, l1, l2, self.max_iter, self.tol), _gram_bytes(n_items)
         xc = sp.csc_matrix(train, dtype=np.float64)
