@@ -12,26 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("cf-benchmark")
-    except PackageNotFoundError:  # a source checkout that was never installed
-        return "0+unknown"
-
-
-__version__ = _version()
+from .version import __version__
 
 _EXPORTS = {
     "load_split": ("benchmark.data", "load_split"),
     "get_model": ("benchmark.registry", "get"),
     "list_models": ("benchmark.registry", "available"),
-    "FitOptions": ("benchmark.protocol", "FitOptions"),
+    "FitOptions": ("benchmark.model", "FitOptions"),
     "Split": ("benchmark.protocol", "Split"),
     "HeldOut": ("benchmark.protocol", "HeldOut"),
-    "Recommender": ("benchmark.protocol", "Recommender"),
+    "Recommender": ("benchmark.model", "Recommender"),
     "register": ("benchmark.registry", "register"),
     "run_experiment": ("benchmark.runner", "run_experiment"),
     "build_report": ("benchmark.report", "build_report"),

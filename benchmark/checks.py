@@ -161,7 +161,7 @@ def check_positive(value: Any, option: str) -> str | None:
 
 def check_device(device: str) -> str | None:
     """Whether ``--device`` can be used here (CUDA asked for without a CUDA device, ...)."""
-    from .protocol import FitOptions
+    from .model import FitOptions
 
     try:
         FitOptions(device=device).resolve_device()

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from .fsutil import follow_umask
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .protocol import Recommender
+    from .model import Recommender
 
 __all__ = ["FORMAT", "save_model", "load_model", "Recommendations", "recommend"]
 
@@ -75,7 +75,7 @@ def save_model(model: Recommender, path: str | os.PathLike) -> Path:
         "params": _to_json(model.get_params()),
         "json": {}, "arrays": [], "sparse": {}, "tensors": [], "modules": [], "skipped": [],
     }
-    from . import __version__
+    from .version import __version__
 
     manifest["suite_version"] = __version__
     arrays: dict[str, np.ndarray] = {}

@@ -24,7 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import registry
-from .protocol import FitOptions, Split
+from .model import FitOptions
+from .protocol import Split
 
 
 @dataclass

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from .fsutil import follow_umask, is_split_dir
 
-__all__ = ["HeldOut", "Split", "FitOptions", "Recommender", "IterativeRecommender", "csr_hash", "EpochReport"]
+__all__ = ["HeldOut", "Split", "csr_hash"]
 
 
 def _as_csr(m: sp.spmatrix) -> sp.csr_matrix:
@@ -256,12 +256,3 @@ class Split:
                 meta=meta,
             )
 
-
-# The model contract lives in benchmark.model; its names stay importable from here.
-from .model import (  # noqa: E402
-    EpochReport,
-    FitOptions,
-    IterativeRecommender,
-    Recommender,
-    available_cpus,  # noqa: F401
-)

@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .protocol import Recommender
+from .model import Recommender
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 _DISCOVERED = False

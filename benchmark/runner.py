@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, registry
+from . import registry
 from .evaluate import DEFAULT_METRICS, evaluate
 from .logs import logger
-from .protocol import FitOptions, Split
+from .model import FitOptions
+from .protocol import Split
 from .results import (
     ResultRow,
     ResultStore,
@@ -41,6 +42,7 @@ from .results import (
     run_key,
     versions,
 )
+from .version import __version__
 
 
 @dataclass

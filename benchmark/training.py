@@ -31,7 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .evaluate import validation_ndcg
-from .protocol import EpochReport, FitOptions, HeldOut
+from .model import EpochReport, FitOptions
+from .protocol import HeldOut
 
 __all__ = ["EpochStats", "TrainingDiverged", "TrainingOutcome", "run_epochs", "resolve_epochs"]
 

@@ -96,7 +96,7 @@ def ease_child(method: str, data: Path, lam: float) -> dict:
         from benchmark.models.ease import gram_dense
 
         dtype = "float64" if method.endswith("f64") else "float32"
-        from benchmark.protocol import available_cpus
+        from benchmark.model import available_cpus
 
         g = gram_dense(x, dtype, threads=available_cpus())
         g[np.diag_indices_from(g)] += lam
@@ -105,8 +105,8 @@ def ease_child(method: str, data: Path, lam: float) -> dict:
         seconds = time.perf_counter() - t
         del p
         return {"seconds": seconds, "peak_bytes": _rss("VmHWM") - base}
+    from benchmark.model import FitOptions
     from benchmark.models.ease import EASE
-    from benchmark.protocol import FitOptions
 
     _, device, prec = method.split("-")
     dtype = {"f32": "float32", "f64": "float64"}[prec]
@@ -177,8 +177,8 @@ def bench_wmf(x: sp.csr_matrix, heldout: sp.csr_matrix, repeats: int, threads: i
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
+    from benchmark.model import FitOptions
     from benchmark.models.wmf import WMF
-    from benchmark.protocol import FitOptions
 
     model = WMF()
     implicit_s, fit_s, fold_s, score_s = [], [], [], []
@@ -245,9 +245,9 @@ def bench_fit_times(sets: dict[str, sp.csr_matrix], repeats: int, threads: int, 
     that) and LightFM (1 thread vs all), back to back on the same data, with ratios."""
     import contextlib
 
+    from benchmark.model import FitOptions
     from benchmark.models.lightfm import LightFMRecommender
     from benchmark.models.slim import SLIM
-    from benchmark.protocol import FitOptions
 
     # Warm-up: the first fit of a process pays for imports and the first BLAS calls.
     tiny = sp.random(200, 50, density=0.1, format="csr", random_state=0, dtype=np.float32)
@@ -306,8 +306,8 @@ def bench_slim_scale(x: sp.csr_matrix, threads: int, columns: int) -> list[dict]
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
+    from benchmark.model import FitOptions
     from benchmark.models.slim import SLIM
-    from benchmark.protocol import FitOptions
 
     base = _rss("VmRSS")
     t = time.perf_counter()
@@ -397,7 +397,7 @@ def main() -> None:
         print(json.dumps(ease_child(method, Path(data), float(lam))))
         return
 
-    from benchmark.protocol import available_cpus
+    from benchmark.model import available_cpus
 
     threads = args.threads or available_cpus()
     shape = QUICK if args.quick else FULL

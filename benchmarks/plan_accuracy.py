@@ -26,8 +26,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from baselines_speed import ml20m_shaped  # noqa: E402
 
+from benchmark.model import FitOptions  # noqa: E402
 from benchmark.plan import make_plan  # noqa: E402
-from benchmark.protocol import FitOptions, HeldOut, Split  # noqa: E402
+from benchmark.protocol import HeldOut, Split  # noqa: E402
 
 
 def heldout(x: sp.csr_matrix, seed: int) -> HeldOut:

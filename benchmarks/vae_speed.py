@@ -123,8 +123,9 @@ def _memory(device: str) -> dict:
 
 
 def run_ours(data: dict, args) -> dict:
+    from benchmark.model import FitOptions
     from benchmark.models.vae import MultVAE
-    from benchmark.protocol import FitOptions, HeldOut
+    from benchmark.protocol import HeldOut
 
     valid = HeldOut(data["fold_in"], data["holdout"])
     model = MultVAE(epochs=args.epochs, patience=None)
@@ -250,7 +251,7 @@ def _gemm_step(X: sp.csr_matrix, device: str, hidden: int = 600):
 def _setup(args) -> str:
     import torch
 
-    from benchmark.protocol import FitOptions, available_cpus
+    from benchmark.model import FitOptions, available_cpus
 
     device = FitOptions(device=args.device).resolve_device()
     torch.set_num_threads(int(args.threads or available_cpus()))

@@ -157,7 +157,7 @@ def test_negative_filters_and_bad_seeds_are_refused(tmp_path):
 # --- 2. nonsense never written as a result -------------------------------------------------------
 NAN_PLUGIN = '''
 import numpy as np
-from benchmark.protocol import Recommender
+from benchmark.model import Recommender
 from benchmark.registry import register
 
 
@@ -444,7 +444,7 @@ import os
 import time
 
 import numpy as np
-from benchmark.protocol import Recommender
+from benchmark.model import Recommender
 from benchmark.registry import register
 
 

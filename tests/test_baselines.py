@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from benchmark.evaluate import evaluate
+from benchmark.model import FitOptions
 from benchmark.models import ease as ease_mod
 from benchmark.models import slim as slim_mod
 from benchmark.models import wmf as wmf_mod
@@ -16,7 +17,6 @@ from benchmark.models.ease import EASE, InsufficientMemoryError
 from benchmark.models.lightfm import LightFMRecommender
 from benchmark.models.slim import SLIM, SlimTimeBudgetError
 from benchmark.models.wmf import WMF, fold_in_factors
-from benchmark.protocol import FitOptions
 
 CPU = FitOptions(seed=0, device="cpu", progress=False, threads=1)
 

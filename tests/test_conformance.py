@@ -24,7 +24,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark import registry, testing
-from benchmark.protocol import Recommender
+from benchmark.model import Recommender
 
 #: name -> (constructor params, FitOptions fields): small, fast, still better than popularity.
 CHEAP: dict[str, tuple[dict, dict]] = {

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from benchmark.model import FitOptions
 from benchmark.models import ease as ease_mod
 from benchmark.models import edlae as edlae_mod
 from benchmark.models import ials as ials_mod
 from benchmark.models.ease import EASE
 from benchmark.models.edlae import DLAE, EDLAE
 from benchmark.models.ials import IALS
-from benchmark.protocol import FitOptions
 
 CPU = FitOptions(seed=0, device="cpu", progress=False, threads=1)
 

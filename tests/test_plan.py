@@ -8,8 +8,8 @@ import json
 from test_bad_input import _clicks, _run_args, cli
 
 from benchmark import registry
+from benchmark.model import FitOptions
 from benchmark.plan import Estimate, format_plan, make_plan
-from benchmark.protocol import FitOptions
 
 
 def test_plan_names_every_model_with_an_estimate(tmp_path):

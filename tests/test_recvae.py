@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from benchmark.model import FitOptions
 from benchmark.models.recvae import (
     LN_EPS,
     MIXTURE_WEIGHTS,
@@ -25,7 +26,6 @@ from benchmark.models.recvae import (
     log_norm_pdf,
 )
 from benchmark.models.vae import DeviceCSR
-from benchmark.protocol import FitOptions
 from benchmark.registry import get
 
 OPTS = dict(progress=False, threads=1, device="cpu")

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from benchmark import registry
-from benchmark.protocol import Recommender
+from benchmark.model import Recommender
 
 
 def test_builtins_and_example_plugin_are_registered():
@@ -38,7 +38,7 @@ def test_decorator_rejects_non_recommenders():
 def test_plugin_folder_is_discovered(tmp_path, monkeypatch):
     (tmp_path / "mine.py").write_text(textwrap.dedent('''
         import numpy as np
-        from benchmark.protocol import Recommender
+        from benchmark.model import Recommender
         from benchmark.registry import register
 
         @register("test-plugin-zeros")

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = '''
 import numpy as np
 
-from benchmark.protocol import Recommender
+from benchmark.model import Recommender
 from benchmark.registry import register
 
 

@@ -10,9 +10,9 @@ import pytest
 import scipy.sparse as sp
 
 from benchmark.evaluate import evaluate
+from benchmark.model import FitOptions
 from benchmark.models import slim as slim_mod
 from benchmark.models.slim import SLIM
-from benchmark.protocol import FitOptions
 
 OPTS = FitOptions(progress=False, threads=2)
 

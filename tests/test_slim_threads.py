@@ -10,8 +10,8 @@ import pytest
 import threadpoolctl
 
 from benchmark.evaluate import evaluate
+from benchmark.model import FitOptions
 from benchmark.models.slim import SLIM
-from benchmark.protocol import FitOptions
 
 
 def _fit(split, *, limit_blas: bool, monkeypatch) -> SLIM:

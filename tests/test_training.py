@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from benchmark.protocol import EpochReport, FitOptions, HeldOut
+from benchmark.model import EpochReport, FitOptions
+from benchmark.protocol import HeldOut
 from benchmark.training import EpochStats, TrainingDiverged, resolve_epochs, run_epochs
 
 N_USERS, N_ITEMS = 50, 400

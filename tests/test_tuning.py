@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 from benchmark.evaluate import validation_ndcg
-from benchmark.protocol import EpochReport, FitOptions, Recommender
+from benchmark.model import EpochReport, FitOptions, Recommender
 from benchmark.registry import register
 from benchmark.training import TrainingDiverged
 

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from benchmark.evaluate import evaluate
+from benchmark.model import FitOptions
 from benchmark.models.vae import (
     AutoEncoder,
     DeviceCSR,
@@ -19,7 +20,7 @@ from benchmark.models.vae import (
     kl_divergence,
     log_likelihood,
 )
-from benchmark.protocol import FitOptions, HeldOut
+from benchmark.protocol import HeldOut
 from benchmark.registry import get
 from benchmark.training import TrainingDiverged
 

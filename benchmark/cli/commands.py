@@ -180,8 +180,8 @@ def _run_dataset(args: argparse.Namespace, names: list[str], seeds: list[int], p
         f"{s['train_users']:,} train / {s['valid_users']:,} valid / {s['test_users']:,} test users; "
         f"models: {', '.join(names)}"
     )
+    from ..model import FitOptions
     from ..plan import format_plan, make_plan
-    from ..protocol import FitOptions
 
     runnable, _ = registry.select(args.models, s)
     plan = make_plan(runnable, split, params,

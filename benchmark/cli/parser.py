@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mult-VAE (Liang et al. 2018) against tuned baselines under the paper's "
         "strong-generalisation protocol: datasets, models, tuning, evaluation, reports.",
     )
-    from .. import __version__
+    from ..version import __version__
 
     p.add_argument("--version", action="version", version=f"cf-benchmark {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

@@ -26,8 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from ..model import ItemItemRecommender
-from ..protocol import FitOptions, HeldOut, available_cpus
+from ..model import FitOptions, ItemItemRecommender, available_cpus
+from ..protocol import HeldOut
 from ..registry import register
 from ..torch_parts import dense_on_device  # noqa: F401  (edlae imports it from here)
 

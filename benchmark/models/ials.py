@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import IterativeRecommender, seed_streams
-from ..protocol import FitOptions, HeldOut, available_cpus
+from ..model import FitOptions, IterativeRecommender, available_cpus, seed_streams
+from ..protocol import HeldOut
 from ..registry import register
 from ..training import EpochStats
 

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import IterativeRecommender
-from ..protocol import FitOptions, available_cpus
+from ..model import FitOptions, IterativeRecommender, available_cpus
 from ..registry import register
 from ..training import EpochStats, resolve_epochs
 

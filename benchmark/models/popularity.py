@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..protocol import FitOptions, HeldOut, Recommender
+from ..model import FitOptions, Recommender
+from ..protocol import HeldOut
 from ..registry import register
 
 

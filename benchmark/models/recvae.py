@@ -80,8 +80,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..model import IterativeRecommender, seed_streams
-from ..protocol import FitOptions
+from ..model import FitOptions, IterativeRecommender, seed_streams
 from ..registry import register
 from ..torch_parts import (
     DeviceCSR,

@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import ItemItemRecommender
-from ..protocol import FitOptions, HeldOut, available_cpus
+from ..model import FitOptions, ItemItemRecommender, available_cpus
+from ..protocol import HeldOut
 from ..registry import register
 
 __all__ = ["SLIM", "SlimTimeBudgetError"]

@@ -57,8 +57,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..model import seed_streams
-from ..protocol import FitOptions, HeldOut, Recommender
+from ..model import FitOptions, Recommender, seed_streams
+from ..protocol import HeldOut
 from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them from here)
     LIKELIHOODS,
     DeviceCSR,

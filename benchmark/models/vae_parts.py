@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..protocol import FitOptions
+from ..model import FitOptions
 from ..registry import register
 from ..torch_parts import LIKELIHOODS, SparseBatch, _adam, timing_batches
 

@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import IterativeRecommender
-from ..protocol import FitOptions, available_cpus
+from ..model import FitOptions, IterativeRecommender, available_cpus
 from ..registry import register
 
 __all__ = ["WMF", "FoldInCache", "fold_in_factors"]

@@ -32,8 +32,8 @@ def study_config_hash(
     """Hash (8 hex digits) of what a study's trials depend on besides their parameters:
     the fixed ``--param`` overrides, the epoch cap, the seed, the suite's version and the
     model's source code."""
-    from .. import __version__
     from ..results import run_key
+    from ..version import __version__
 
     return run_key(
         fixed=fixed_params, epochs=epochs, seed=seed, version=__version__,

@@ -17,7 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import registry
 from ..evaluate import validation_ndcg
-from ..protocol import EpochReport, FitOptions, Split, available_cpus
+from ..model import EpochReport, FitOptions, available_cpus
+from ..protocol import Split
 from .policy import (
     FINISHED,
     BudgetStudy,
