@@ -30,89 +30,19 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from .options import EpochReport, FitOptions
+
 if TYPE_CHECKING:  # pragma: no cover
     from .protocol import HeldOut
 
 __all__ = ["EpochReport", "FitOptions", "Recommender", "IterativeRecommender",
            "ItemItemRecommender", "NotFittedError", "available_cpus", "seed_streams"]
-
-
-@dataclass
-class EpochReport:
-    """What an iterative model reports after each epoch (kept in the result row's history)."""
-
-    epoch: int
-    loss: float | None
-    seconds: float
-    ndcg100: float | None = None
-    beta: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = {
-            "epoch": self.epoch,
-            "loss": self.loss,
-            "seconds": self.seconds,
-            "ndcg@100": self.ndcg100,
-        }
-        if self.beta is not None:
-            d["beta"] = self.beta
-        d.update(self.extra)
-        return d
-
-
-@dataclass
-class FitOptions:
-    """Run options (never hyperparameters): seed, device, time budget, callbacks.
-
-    Attributes:
-        seed: seed for every random number generator the model uses.
-        device: "auto", "cpu" or "cuda" ("auto" picks CUDA when available).
-        epochs: cap on epochs for iterative models (None: the model's own default).
-        time_budget: seconds after which an iterative model stops after the current epoch.
-        on_epoch: called with an :class:`EpochReport` after every validated epoch; may raise
-            (e.g. ``optuna.TrialPruned``) to stop the fit.
-        progress: show progress bars.
-        threads: CPU threads (None: all cores available).
-        dataset: the dataset name, for dataset-specific defaults (e.g. EASE lambda).
-    """
-
-    seed: int = 0
-    device: str = "auto"
-    epochs: int | None = None
-    time_budget: float | None = None
-    on_epoch: Callable[[EpochReport], None] | None = None
-    progress: bool = True
-    threads: int | None = None
-    dataset: str | None = None
-
-    def resolve_device(self) -> str:
-        if self.device == "auto":
-            try:
-                import torch
-
-                return "cuda" if torch.cuda.is_available() else "cpu"
-            except ImportError:  # pragma: no cover
-                return "cpu"
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RuntimeError(
-                    "--device cuda was asked for but torch sees no CUDA device; "
-                    "use --device cpu, or install a CUDA build of torch (make install TORCH=torch)"
-                )
-        return self.device
 
 
 class NotFittedError(RuntimeError):
@@ -293,15 +223,16 @@ class Recommender:
     def _label(self) -> str:
         return self.name or type(self).__name__
 
-    # --- recommendations and persistence (see benchmark.persist) ----------------------------
+    # --- recommendations and persistence (benchmark.recommend, benchmark.persist) ---------
     def recommend(self, fold_in: sp.csr_matrix, k: int = 10, *, items: Any = None) -> Any:
         """Top-``k`` original item ids and scores per row, the row's fold-in items excluded.
 
         ``items`` are the ids of the columns (``split.items``); default the ids the model was
-        fitted with by ``run``/``run_experiment`` (``item_ids_``), else column numbers.
-        Returns a :class:`benchmark.persist.Recommendations` (``ids``, ``scores``, ``valid``).
+        fitted with by ``run``/``run_experiment`` (``item_ids_``), else column numbers. Ties
+        are ordered as the evaluator orders them (:func:`benchmark.evaluate.topk_indices`).
+        Returns a :class:`benchmark.recommend.Recommendations` (``ids``, ``scores``, ``valid``).
         """
-        from .persist import recommend
+        from .recommend import recommend
 
         return recommend(self, fold_in, k, items=items)
 
@@ -313,10 +244,13 @@ class Recommender:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> Recommender:
-        """A model saved by :meth:`save`; it scores identically. ``Recommender.load`` finds
-        the class by the saved registry name."""
-        from .persist import load_model
+        """A model saved by :meth:`save`; it scores identically. On a base class
+        (``Recommender.load``) the class is found in the model registry by the saved name."""
+        from . import registry
+        from .persist import load_model, saved_model_name
 
+        if cls in (Recommender, IterativeRecommender, ItemItemRecommender):
+            cls = registry.get(saved_model_name(path))
         return load_model(path, cls, device=device)
 
     def _empty_module(self, name: str) -> Any:
@@ -364,7 +298,7 @@ class IterativeRecommender(Recommender):
     def _train_epoch(self, epoch: int) -> Any:
         """One pass over the training users (``epoch`` counts from 1); returns the mean
         loss, ``None`` when the model computes none (recorded as such, never as 0), or an
-        :class:`benchmark.training.EpochStats`."""
+        :class:`EpochReport` (loss, beta, extra)."""
         raise NotImplementedError
 
     def _get_state(self) -> Any:
@@ -379,15 +313,15 @@ class IterativeRecommender(Recommender):
         """After the loop, with the best epoch's weights in place (e.g. build caches)."""
 
     def _fit(self, train: sp.csr_matrix, valid: HeldOut | None, options: FitOptions) -> None:
-        from .training import EpochStats, resolve_epochs, run_epochs
+        from .training import resolve_epochs, run_epochs
 
         param = self.epochs_param or "epochs"
         epochs = resolve_epochs(getattr(self, param), options)
         self._start(train, options)
 
-        def train_epoch(epoch: int) -> EpochStats:
+        def train_epoch(epoch: int) -> EpochReport:
             out = self._train_epoch(epoch)
-            return out if isinstance(out, EpochStats) else EpochStats(loss=None if out is None else float(out))
+            return out if isinstance(out, EpochReport) else EpochReport(loss=None if out is None else float(out))
 
         outcome = run_epochs(
             name=self._label(), params=self.get_params(), train_epoch=train_epoch,

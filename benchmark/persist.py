@@ -1,4 +1,4 @@
-"""Fitted models that last: ``save``/``load`` without pickled code, and ``recommend``.
+"""Fitted models that last: ``save``/``load`` without pickled code.
 
 A saved model is a folder::
 
@@ -12,7 +12,8 @@ scikit-learn convention all models follow). A ``torch.nn.Module`` is saved as it
 ``state_dict`` and rebuilt on load by the model's ``_empty_module(name)``; anything that is
 neither an array, a tensor, a module nor JSON (a cache, a solver object) is left out, listed
 in ``model.json`` under ``skipped``, and rebuilt by the model's ``_after_load()``. Loading
-never imports or runs code named by the file: the class comes from the model registry.
+never imports or runs code named by the file: the caller names the class
+(:meth:`benchmark.model.Recommender.load` finds it in the model registry by the saved name).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from .fsutil import follow_umask
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Recommender
 
-__all__ = ["FORMAT", "save_model", "load_model", "Recommendations", "recommend"]
+__all__ = ["FORMAT", "save_model", "load_model", "saved_model_name"]
 
 #: Version of the folder layout above.
 FORMAT = 1
@@ -130,33 +130,36 @@ def _restore_param(cls: type, name: str, value: Any) -> Any:
     return value
 
 
-def load_model(path: str | os.PathLike, cls: type | None = None, *, device: str | None = None) -> Recommender:
-    """Read a model written by :func:`save_model`.
-
-    Args:
-        path: the folder.
-        cls: the class to build (checked against the saved name); None looks the saved
-            name up in the registry (plugins included).
-        device: where tensors go ("cpu", "cuda"); None: CUDA if the model was on CUDA and
-            CUDA is available here, else CPU.
-    """
-    import torch
-
-    from . import registry
-
-    path = Path(path)
+def _manifest(path: Path) -> dict[str, Any]:
     manifest_file = path / "model.json"
     if not manifest_file.is_file():
         raise FileNotFoundError(f"{path} is not a saved model (no model.json); save one with model.save(path)")
     manifest = json.loads(manifest_file.read_text())
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: saved model format {manifest.get('format')!r}; this suite reads format {FORMAT}")
-    name = manifest["model"]
-    from .model import ItemItemRecommender, IterativeRecommender, Recommender
+    return manifest
 
-    if cls is None or cls in (Recommender, IterativeRecommender, ItemItemRecommender):
-        cls = registry.get(name)  # a base class: the saved registry name decides
-    elif cls.name and cls.name != name:
+
+def saved_model_name(path: str | os.PathLike) -> str:
+    """The registry name a saved model was fitted under (``model.json``'s ``model``)."""
+    return str(_manifest(Path(path))["model"])
+
+
+def load_model(path: str | os.PathLike, cls: type, *, device: str | None = None) -> Recommender:
+    """Read a model written by :func:`save_model` into an instance of ``cls``.
+
+    Args:
+        path: the folder.
+        cls: the class to build (checked against the saved name when it has one).
+        device: where tensors go ("cpu", "cuda"); None: CUDA if the model was on CUDA and
+            CUDA is available here, else CPU.
+    """
+    import torch
+
+    path = Path(path)
+    manifest = _manifest(path)
+    name = manifest["model"]
+    if getattr(cls, "name", "") and cls.name != name:
         raise ValueError(f"{path} holds a {name!r} model, not {cls.name!r}: load it with {name}'s class "
                          "or with benchmark.Recommender.load")
     params = {k: _restore_param(cls, k, v) for k, v in manifest["params"].items()}
@@ -184,78 +187,3 @@ def load_model(path: str | os.PathLike, cls: type | None = None, *, device: str 
         setattr(model, k, module.to(device))
     model._after_load()
     return model
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """Top-k recommendations per input row.
-
-    Attributes:
-        ids: (n_rows, k) original item ids, best first.
-        scores: (n_rows, k) float32 scores of those items. A row with fewer than ``k``
-            items left after excluding its fold-in items is padded with score ``-inf``
-            (the ``ids`` there are meaningless; ``valid`` is False).
-        valid: (n_rows, k) False where a row was padded.
-    """
-
-    ids: np.ndarray
-    scores: np.ndarray
-    valid: np.ndarray
-
-    def as_lists(self) -> list[list[tuple[Any, float]]]:
-        """Per row, the (item id, score) pairs without padding."""
-        return [
-            [(i.item() if isinstance(i, np.generic) else i, float(s))
-             for i, s, ok in zip(ids, sc, va, strict=True) if ok]
-            for ids, sc, va in zip(self.ids, self.scores, self.valid, strict=True)
-        ]
-
-
-def recommend(model: Recommender, fold_in: sp.csr_matrix, k: int = 10, *, items: Any = None,
-              batch_size: int = 4096) -> Recommendations:
-    """Top-``k`` items per row of ``fold_in``, the row's own (fold-in) items excluded.
-
-    Args:
-        model: a fitted model.
-        fold_in: (n_rows, n_items) binary CSR of the users' known items.
-        k: how many items per row.
-        items: the original item ids of the columns (``Split.items``); default the ids the
-            model was fitted with (``item_ids_``, set by ``run`` and ``run_experiment``), else
-            the column numbers.
-        batch_size: rows scored at once (bounds memory).
-    """
-    from .evaluate import check_scores
-
-    fold_in = sp.csr_matrix(fold_in)
-    n_rows, n_items = fold_in.shape
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    if items is None:
-        items = getattr(model, "item_ids_", None)
-    ids_all = np.arange(n_items) if items is None else np.asarray(items)
-    if len(ids_all) != n_items:
-        raise ValueError(f"items has {len(ids_all)} ids but fold_in has {n_items} columns")
-    k = min(int(k), n_items)
-    out_ids = np.empty((n_rows, k), dtype=ids_all.dtype)
-    out_scores = np.empty((n_rows, k), dtype=np.float32)
-    out_valid = np.empty((n_rows, k), dtype=bool)
-    name = getattr(model, "name", "") or type(model).__name__
-    for start in range(0, n_rows, batch_size):
-        rows = fold_in[start:start + batch_size]
-        s = np.array(model.score(rows), dtype=np.float32, copy=True)
-        try:
-            check_scores(s, rows.shape)
-        except ValueError as exc:
-            raise type(exc)(f"{name}: {exc}") from None
-        known = rows.nonzero()
-        s[known] = -np.inf
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n_items else np.tile(np.arange(n_items), (len(s), 1))
-        top_s = np.take_along_axis(s, top, axis=1)
-        order = np.argsort(-top_s, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_s = np.take_along_axis(top_s, order, axis=1)
-        stop = start + len(s)
-        out_ids[start:stop] = ids_all[top]
-        out_scores[start:stop] = top_s
-        out_valid[start:stop] = top_s > -np.inf
-    return Recommendations(out_ids, out_scores, out_valid)

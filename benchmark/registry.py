@@ -11,19 +11,20 @@ Three ways in, all ending in the same table:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 import traceback
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .model import Recommender
+from .sources import model_source_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Recommender
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 _DISCOVERED = False
@@ -51,6 +52,15 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+def _is_recommender(cls: Any) -> bool:
+    """A subclass of :class:`benchmark.model.Recommender`, checked by its bases' names: the
+    registry sits below the model contract (``Recommender.load`` looks classes up here), so
+    it does not import it."""
+    return isinstance(cls, type) and any(
+        c.__module__ == "benchmark.model" and c.__qualname__ == "Recommender" for c in cls.__mro__
+    )
+
+
 def register(name: str, *, description: str | None = None, **class_attrs):
     """Class decorator registering a :class:`Recommender` under ``name``.
 
@@ -62,7 +72,7 @@ def register(name: str, *, description: str | None = None, **class_attrs):
     """
 
     def deco(cls: type[Recommender]) -> type[Recommender]:
-        if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        if not _is_recommender(cls):
             raise TypeError(f"@register({name!r}) must decorate a Recommender subclass")
         existing = _REGISTRY.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
@@ -188,66 +198,3 @@ def select(spec: str, stats: dict[str, Any]) -> tuple[list[str], dict[str, str]]
         else:
             names.append(name)
     return names, skipped
-
-
-#: Modules outside a model's class hierarchy whose code shapes every number it gets.
-_SHARED_SOURCES = ("benchmark.evaluate", "benchmark.training")
-
-
-def model_source_files(cls: type) -> list[str]:
-    """Source files that define ``cls``: every class of its MRO (plugin files included)
-    plus the shared epoch loop and evaluator, sorted and without duplicates."""
-    files: set[str] = set()
-    for k in cls.__mro__:
-        if k is object:
-            continue
-        try:
-            f = inspect.getsourcefile(k)
-        except (TypeError, OSError):
-            f = None
-        if f:
-            files.add(os.path.abspath(f))
-        # the suite's model code the class's module imports (e.g. vae -> vae_parts, torch_parts)
-        module = sys.modules.get(k.__module__)
-        for v in vars(module).values() if module is not None else ():
-            name = v.__name__ if inspect.ismodule(v) else getattr(v, "__module__", None)
-            if isinstance(name, str) and name.startswith(_MODEL_CODE):
-                f = getattr(sys.modules.get(name), "__file__", None)
-                if f:
-                    files.add(os.path.abspath(f))
-    for mod in _SHARED_SOURCES:
-        f = getattr(importlib.import_module(mod), "__file__", None)
-        if f:
-            files.add(os.path.abspath(f))
-    return sorted(files)
-
-
-#: Modules whose code counts as a model's when its module imports from them.
-_MODEL_CODE = ("benchmark.models.", "benchmark.torch_parts", "benchmark.model")
-
-
-_SOURCE_HASHES: dict[type, str] = {}
-
-
-def model_source_hash(cls: type) -> str:
-    """sha256 (16 hex digits) of the code of a model: edit its file and the hash changes.
-
-    Part of every run key and study name, so a result is never reused after the code that
-    produced it changed. Hashed by content (not time), file names excluded, so the same
-    code in another checkout gives the same hash. Computed once per process, when the
-    model is first looked up (the code the process runs, not a later edit of the file).
-    """
-    if cls not in _SOURCE_HASHES:
-        _SOURCE_HASHES[cls] = _hash_files(model_source_files(cls))
-    return _SOURCE_HASHES[cls]
-
-
-def _hash_files(files: list[str]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        try:
-            data = Path(f).read_bytes()
-        except OSError:
-            data = b"<unreadable>"
-        h.update(hashlib.sha256(data).digest())
-    return h.hexdigest()[:16]

@@ -9,7 +9,7 @@ part) becomes one row of ``results.jsonl`` plus per-user arrays.
 Resumable, never stale: a row's ``run_key`` hashes everything that changes its numbers:
 the dataset and split hash, the model, its parameters after overrides, the effective epoch
 cap, the tuning budget, the seed, the suite's version and the model's source code
-(:func:`benchmark.registry.model_source_hash`, plugin files included). Rerunning the same
+(:func:`benchmark.sources.model_source_hash`, plugin files included). Rerunning the same
 command skips rows whose key exists (unless ``force``); change any of those and the model
 is fitted again. ``config_key`` is the same hash without the seed: the report averages the
 rows of one configuration over seeds.
@@ -42,6 +42,7 @@ from .results import (
     run_key,
     versions,
 )
+from .sources import model_source_hash
 from .version import __version__
 
 
@@ -176,7 +177,7 @@ def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
         params = dict(cls.default_params(dataset))
         params.update(overrides)
         budget = epoch_budget(cls, params, cfg.epochs)
-        source = registry.model_source_hash(cls)
+        source = model_source_hash(cls)
         config = config_key(
             dataset=dataset, split_hash=split.split_hash, model=name, params=params,
             epochs=budget["effective"] if budget else None, trials=cfg.trials, source=source,

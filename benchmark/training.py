@@ -14,7 +14,7 @@ owns everything else::
         time budget spent -> stop
     restore the best epoch's weights
 
-The per-epoch history (:class:`~benchmark.protocol.EpochReport`: loss, beta, validation
+The per-epoch history (:class:`~benchmark.model.EpochReport`: loss, beta, validation
 NDCG@100, seconds) is returned for the model to keep in ``history_``, which
 :meth:`Recommender.results_extra` writes into the result row.
 """
@@ -24,17 +24,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .evaluate import validation_ndcg
-from .model import EpochReport, FitOptions
+from .options import EpochReport, FitOptions
 from .protocol import HeldOut
 
-__all__ = ["EpochStats", "TrainingDiverged", "TrainingOutcome", "run_epochs", "resolve_epochs"]
+__all__ = ["TrainingDiverged", "TrainingOutcome", "run_epochs", "resolve_epochs"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,22 +50,6 @@ class TrainingDiverged(RuntimeError):
             f"{params}; lower the learning rate (lr), raise the batch size or check the input "
             f"data for empty or NaN rows"
         )
-
-
-@dataclass
-class EpochStats:
-    """What a model's ``train_epoch`` returns.
-
-    Attributes:
-        loss: mean training loss over the epoch's minibatches; None for a model that
-            computes none (recorded as missing, never as a made-up 0).
-        beta: KL weight at the end of the epoch (VAEs), else None.
-        extra: further per-epoch facts (kept in the history).
-    """
-
-    loss: float | None
-    beta: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,7 +95,7 @@ def run_epochs(
     *,
     name: str,
     params: dict[str, Any],
-    train_epoch: Callable[[int], EpochStats],
+    train_epoch: Callable[[int], EpochReport],
     score: Callable[[sp.csr_matrix], np.ndarray],
     snapshot: Callable[[], Any],
     restore: Callable[[Any], None],

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import registry
+from benchmark import registry, sources
 from benchmark.runner import RunConfig, epoch_budget, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def test_a_models_source_includes_the_suite_code_its_module_imports():
 
     from benchmark import registry
 
-    files = {os.path.basename(f) for f in registry.model_source_files(registry.get("multvae"))}
+    files = {os.path.basename(f) for f in sources.model_source_files(registry.get("multvae"))}
     assert {"vae.py", "vae_parts.py", "torch_parts.py", "model.py", "training.py", "evaluate.py"} <= files
-    ease = {os.path.basename(f) for f in registry.model_source_files(registry.get("ease"))}
+    ease = {os.path.basename(f) for f in sources.model_source_files(registry.get("ease"))}
     assert "vae_parts.py" not in ease

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from benchmark.model import EpochReport, FitOptions
 from benchmark.protocol import HeldOut
-from benchmark.training import EpochStats, TrainingDiverged, resolve_epochs, run_epochs
+from benchmark.training import TrainingDiverged, resolve_epochs, run_epochs
 
 N_USERS, N_ITEMS = 50, 400
 
@@ -42,13 +42,13 @@ class Toy:
         self.state = {"q": 0.0}
         self.epochs_trained = 0
 
-    def train_epoch(self, epoch: int) -> EpochStats:
+    def train_epoch(self, epoch: int) -> EpochReport:
         self.epochs_trained += 1
         self.state["q"] = self.qualities[epoch - 1]
         if self.sleep:
             time.sleep(self.sleep)
         loss = self.losses[epoch - 1] if self.losses else 1.0 / epoch
-        return EpochStats(loss=loss, beta=epoch / 10)
+        return EpochReport(loss=loss, beta=epoch / 10)
 
     def score(self, fold_in: sp.csr_matrix) -> np.ndarray:
         users = fold_in.indices  # one fold-in item per row: the user's id

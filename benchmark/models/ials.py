@@ -52,10 +52,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import FitOptions, IterativeRecommender, available_cpus, seed_streams
+from ..model import EpochReport, FitOptions, IterativeRecommender, available_cpus, seed_streams
 from ..protocol import HeldOut
 from ..registry import register
-from ..training import EpochStats
 
 __all__ = ["IALS", "PAPER", "SMALL_DEFAULTS", "OTHER_DEFAULTS", "solve_rows", "regularisation", "ials_loss"]
 
@@ -393,7 +392,7 @@ class IALS(IterativeRecommender):
         self._train_user_factors = w.to(device=device, dtype=dtype)
         self.item_factors_ = h.to(device=device, dtype=dtype)
 
-    def _train_epoch(self, epoch: int) -> EpochStats:
+    def _train_epoch(self, epoch: int) -> EpochReport:
         """The user step, then the item step (``IALSRecommender::Train``); returns the loss."""
         alpha0 = float(self.unobserved_weight)
         t = time.perf_counter()
@@ -401,7 +400,7 @@ class IALS(IterativeRecommender):
         w = self._train_user_factors = solve_rows(self._x, h, h.T @ h, self._reg_users, alpha0)
         h = self.item_factors_ = solve_rows(self._xt, w, w.T @ w, self._reg_items, alpha0)
         loss = ials_loss(self._x, w, h, self._reg_users, self._reg_items, alpha0)
-        return EpochStats(loss=loss, extra={"solve_seconds": time.perf_counter() - t})
+        return EpochReport(loss=loss, extra={"solve_seconds": time.perf_counter() - t})
 
     def _get_state(self) -> tuple[Any, Any]:
         return self._train_user_factors.clone(), self.item_factors_.clone()

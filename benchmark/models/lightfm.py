@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import FitOptions, IterativeRecommender, available_cpus
+from ..model import EpochReport, FitOptions, IterativeRecommender, available_cpus
 from ..registry import register
-from ..training import EpochStats, resolve_epochs
+from ..training import resolve_epochs
 
 __all__ = ["LightFMRecommender", "user_features"]
 
@@ -162,13 +162,13 @@ class LightFMRecommender(IterativeRecommender):
         self.threads_ = 1 if self.deterministic else int(options.threads or available_cpus())
         self._set_model_state(self._model)
 
-    def _train_epoch(self, epoch: int) -> EpochStats:
+    def _train_epoch(self, epoch: int) -> EpochReport:
         self._model.fit_partial(self._interactions, user_features=self._features, epochs=1,
                                 num_threads=self.threads_)
         self._set_model_state(self._model)
         # LightFM computes no loss: none is recorded; divergence shows as non-finite weights.
         finite = all(np.isfinite(a).all() for a in self._state())
-        return EpochStats(loss=None if finite else float("inf"))
+        return EpochReport(loss=None if finite else float("inf"))
 
     def _get_state(self) -> list[np.ndarray]:
         return [a.copy() for a in self._state()]

@@ -80,7 +80,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..model import FitOptions, IterativeRecommender, seed_streams
+from ..model import EpochReport, FitOptions, IterativeRecommender, seed_streams
 from ..registry import register
 from ..torch_parts import (
     DeviceCSR,
@@ -90,7 +90,7 @@ from ..torch_parts import (
     score_in_batches,
     timing_batches,
 )
-from ..training import EpochStats, resolve_epochs
+from ..training import resolve_epochs
 
 __all__ = ["RecVAE", "log_norm_pdf", "composite_prior_log_density", "kl_weights"]
 
@@ -288,7 +288,7 @@ class RecVAE(IterativeRecommender):
                 self.update_count_ += 1
         return losses
 
-    def _train_epoch(self, epoch: int) -> EpochStats:
+    def _train_epoch(self, epoch: int) -> EpochReport:
         net, gen = self.net_, self._gen
 
         def enc_step(batch: SparseBatch) -> torch.Tensor:
@@ -314,7 +314,7 @@ class RecVAE(IterativeRecommender):
         extra: dict[str, Any] = {"kl": float(enc[1].item()), "updates": self.update_count_}
         if dec:
             extra["decoder_nll"] = float(torch.stack(dec).mean().item())
-        return EpochStats(loss=float(enc[0].item()), extra=extra)
+        return EpochReport(loss=float(enc[0].item()), extra=extra)
 
     def _get_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.net_.state_dict().items()}

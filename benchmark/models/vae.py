@@ -57,7 +57,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..model import FitOptions, Recommender, seed_streams
+from ..model import EpochReport, FitOptions, Recommender, seed_streams
 from ..protocol import HeldOut
 from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them from here)
     LIKELIHOODS,
@@ -69,7 +69,7 @@ from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them fro
     log_likelihood,
     score_in_batches,
 )
-from ..training import EpochStats, TrainingOutcome, resolve_epochs, run_epochs
+from ..training import TrainingOutcome, resolve_epochs, run_epochs
 from .vae_parts import ACTIVATIONS, _Net, autoencoder_cost, make_variant, param_problems  # noqa: F401
 
 __all__ = [
@@ -285,7 +285,7 @@ class AutoEncoder(Recommender):
         wd = float(self.weight_decay)
         dropout = float(self.dropout)
 
-        def train_epoch(epoch: int) -> EpochStats:
+        def train_epoch(epoch: int) -> EpochReport:
             net.train()
             epoch_data = data.permuted(rng.permutation(n))
             total = torch.zeros((), device=device)
@@ -298,7 +298,7 @@ class AutoEncoder(Recommender):
                 total += self._step(net, opt, batch, beta, dropout, gen, wd)
                 self.update_count_ += 1
                 n_batches += 1
-            return EpochStats(
+            return EpochReport(
                 loss=float(total.item()) / n_batches,
                 beta=beta,
                 extra={"updates": self.update_count_},

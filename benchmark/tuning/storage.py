@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from .. import registry
+from ..sources import model_source_hash
 
 
 # --- names and storage ----------------------------------------------------------------------
@@ -37,7 +37,7 @@ def study_config_hash(
 
     return run_key(
         fixed=fixed_params, epochs=epochs, seed=seed, version=__version__,
-        source=registry.model_source_hash(cls),
+        source=model_source_hash(cls),
     )[:8]
 
 
