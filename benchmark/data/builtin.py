@@ -6,9 +6,9 @@ One module per source: :mod:`.movielens` (ml-100k, ml-1m, ml-20m), :mod:`.netfli
 
 from __future__ import annotations
 
-from . import DatasetSpec, register_dataset
 from .preprocess import SplitConfig
 from .readers import find_file
+from .spec import DatasetSpec, register_dataset
 from .synthetic import DEFAULTS as SYNTH_DEFAULTS
 from .synthetic import generate
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..fsutil import follow_umask
-from . import DatasetError
+from .errors import DatasetError
 
 USER_AGENT = "cf-benchmark/0.1 (python urllib)"
 

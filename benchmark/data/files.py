@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import DatasetError, DatasetSpec, MissingRawData
+from .errors import DatasetError, MissingRawData
 from .preprocess import SplitConfig
 from .readers import Field, Source, read_delimited
+from .spec import DatasetSpec
 
 PARQUET = {".parquet", ".pq"}
 COMPRESSED = {".gz", ".bz2", ".xz"}

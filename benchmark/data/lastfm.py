@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
 from .preprocess import SplitConfig
 from .readers import Field, locate, located_files, read_delimited, require
+from .spec import DatasetSpec, register_dataset
 
 URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
 FIELDS: list[Field] = [("user", "int32"), ("item", "int32"), ("count", "int64")]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import DatasetSpec, register_dataset
 from .download import zip_fetcher
 from .preprocess import SplitConfig
 from .readers import Field, locate, located_files, read_delimited, require
+from .spec import DatasetSpec, register_dataset
 
 URL = "http://millionsongdataset.com/sites/default/files/challenge/train_triplets.txt.zip"
 PAGE = "http://millionsongdataset.com/tasteprofile/"

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import DatasetError, DatasetSpec, register_dataset
+from .errors import DatasetError
 from .preprocess import SplitConfig
 from .readers import Source, find_files, missing, zip_members
+from .spec import DatasetSpec, register_dataset
 
 KAGGLE = "https://www.kaggle.com/datasets/netflix-inc/netflix-prize-data"
 BATCH_BYTES = 64 << 20  # mv_*.txt files are parsed in batches of about this many bytes
@@ -101,13 +102,15 @@ def _parse_batch(batch: list[tuple[Source, bytes]]) -> pd.DataFrame:
     parts = [d if d.endswith(b"\n") or not d else d + b"\n" for _, d in batch]
     data = b"".join(parts) if len(parts) > 1 else parts[0]
     try:
-        return _parse_bytes(data)
+        return _read_ratings(data)
     except (ValueError, OverflowError, pd.errors.ParserError) as exc:
         _raise_malformed(batch, cause=exc)
         raise  # not reached
 
 
-def _parse_bytes(data: bytes) -> pd.DataFrame:
+def _read_ratings(data: bytes) -> pd.DataFrame:
+    """The (user, item, rating) rows of concatenated Netflix rating-file bytes (one C-parser
+    pass; ValueError / ParserError when the bytes are malformed)."""
     df = pd.read_csv(
         io.BytesIO(data),
         sep=",",

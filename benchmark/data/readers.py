@@ -28,7 +28,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from . import DatasetError, MissingRawData
+from .errors import DatasetError, MissingRawData
 
 # kind -> pandas dtype of the fast path; "empty" is a field that must be empty (the gaps of
 # a "::" separator read as ":"), "any" is read but not checked (e.g. a date).

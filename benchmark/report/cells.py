@@ -1,4 +1,9 @@
-"""Table cells and number formats shared by the report's tables and renderings."""
+"""Table cells and number formats shared by the report's tables and renderings.
+
+Durations and byte counts are not formatted here: the report uses :mod:`benchmark.units`
+(``fmt_seconds(x, unit=False, missing=DASH)`` for a column of seconds), as the rest of the
+suite does.
+"""
 
 from __future__ import annotations
 
@@ -38,13 +43,6 @@ def fmt_pub(x: Any) -> str:
     if v is None:
         return DASH
     return f"{v:.3f}" if round(v, 3) == v else f"{v:g}"
-
-
-def fmt_seconds(x: Any) -> str:
-    v = number(x)
-    if v is None:
-        return DASH
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
 
 
 def fmt_int(x: Any) -> str:

@@ -10,23 +10,26 @@
 - ``cd``: with 3 or more datasets, Demšar's critical-difference diagram of average ranks.
 
 Figures use the main split of each dataset (the one with the most models). Files are
-deterministic for the same results (fixed SVG hash salt, no dates in the metadata).
+deterministic for the same results (fixed SVG hash salt, no dates in the metadata). The
+tuning figures are drawn in :mod:`.tuning_figures`; what both modules share (style, saving,
+colours, the main rows) is in :mod:`._plotting`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._plotting import FigureInfo, main_rows, model_colors, new_figure, save_figure
 from .cells import slug
 from .load import BASELINE, METRIC_LABELS, TABLE_METRICS, ReportData, number
-from .ranks import RankAnalysis, model_entries
+from .ranks import RankAnalysis
 from .stats import ALPHA, holm, match_users, paired_tests, quintile_groups
+from .tuning_figures import tuning_figures
 
 FIG_PREFIXES = ("quintiles-", "epochs-", "beta-", "likelihood-", "tuning-", "time-", "cd-")
 LIKELIHOOD_MODELS: dict[tuple[str, str], str] = {
@@ -37,69 +40,12 @@ LIKELIHOOD_MODELS: dict[tuple[str, str], str] = {
     ("gaussian", "DAE"): "gaussian-dae",
     ("logistic", "DAE"): "logistic-dae",
 }
-DPI = 100
-RC = {
-    "svg.hashsalt": "cf-benchmark",
-    "svg.fonttype": "path",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-
-
-@dataclass
-class FigureInfo:
-    """One figure of the report: files (relative to ``figures/``) and text."""
-
-    key: str
-    title: str
-    caption: str
-    png: str
-    svg: str
-    dataset: str
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _save(fig, out: Path, name: str) -> tuple[str, str]:
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    with matplotlib.rc_context({"svg.hashsalt": RC["svg.hashsalt"], "svg.fonttype": "path"}):
-        fig.savefig(out / f"{name}.png", dpi=DPI, metadata={"Software": None})
-        fig.savefig(out / f"{name}.svg", metadata={"Date": None, "Creator": None})
-    return f"{name}.png", f"{name}.svg"
-
-
-def model_colors(models: list[str]) -> dict[str, Any]:
-    """A fixed colour per model name (sorted names, tab10 then tab20)."""
-    from matplotlib import colormaps
-
-    names = sorted(set(models))
-    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {m: cmap(i % cmap.N) for i, m in enumerate(names)}
-
-
-def _main_rows(data: ReportData, dataset: str, part: str = "test") -> list[dict[str, Any]]:
-    rows = list(model_entries(data, dataset, part).values())
-
-    def key(r: dict[str, Any]) -> tuple:
-        v = number(r["metrics"].get("ndcg@100"))
-        return (v is None, -(v or 0.0), r["model"])
-
-    return sorted(rows, key=key)
 
 
 # --- figures ----------------------------------------------------------------------------------
 def quintile_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> FigureInfo | None:
     rows = []
-    for r in _main_rows(data, dataset):
+    for r in main_rows(data, dataset):
         a = data.arrays(r)
         if a is not None and {"ndcg@100", "fold_in_size", "users"} <= set(a):
             rows.append((r, a))
@@ -112,7 +58,7 @@ def quintile_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> 
         sizes = ref_a["fold_in_size"][g]
         rng = f"{int(sizes.min())}-{int(sizes.max())}" if len(g) else "none"
         labels.append(f"Q{i + 1}\n{rng} items")
-    fig = _figure(max(6.0, 1.2 + 0.35 * len(rows) * 5 / 2), 3.6)
+    fig = new_figure(max(6.0, 1.2 + 0.35 * len(rows) * 5 / 2), 3.6)
     ax = fig.add_subplot()
     width = 0.8 / len(rows)
     tops = np.zeros(5)
@@ -150,7 +96,7 @@ def quintile_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> 
     ax.set_ylim(0, max(0.05, float(np.nanmax(tops)) * 1.15))
     ax.legend(fontsize=7, ncols=min(4, len(rows)), loc="upper left", frameon=False)
     name = f"quintiles-{slug(dataset)}"
-    png, svg = _save(fig, out, name)
+    png, svg = save_figure(fig, out, name)
     return FigureInfo(name, f"NDCG@100 by activity quintile ({dataset})", caption, png, svg, dataset)
 
 
@@ -158,7 +104,7 @@ def _extra_rows(data: ReportData, dataset: str, key: str) -> list[tuple[dict[str
     """(row, extra[key]) per model on the main split (the test row, else the valid row)."""
     found: dict[str, tuple[dict[str, Any], list]] = {}
     for part in ("valid", "test"):
-        for r in _main_rows(data, dataset, part):
+        for r in main_rows(data, dataset, part):
             extra = r.get("extra")
             val = extra.get(key) if isinstance(extra, dict) else None
             if isinstance(val, list) and val:
@@ -179,7 +125,7 @@ def epochs_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> Fi
             series.append((r["model"], np.array(pts)))
     if not series:
         return None
-    fig = _figure(6.0, 3.6)
+    fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot()
     for model, pts in series:
         ax.plot(pts[:, 0], pts[:, 1], label=model, color=colors.get(model), lw=1.2)
@@ -190,7 +136,7 @@ def epochs_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> Fi
     ax.set_title(f"Validation NDCG@100 per epoch: {dataset}")
     ax.legend(fontsize=7, frameon=False)
     name = f"epochs-{slug(dataset)}"
-    png, svg = _save(fig, out, name)
+    png, svg = save_figure(fig, out, name)
     caption = (
         f"Validation NDCG@100 after every epoch of the iterative models on {dataset}; the dot "
         f"marks the best epoch, the one that is kept and evaluated on the test users."
@@ -207,7 +153,7 @@ def beta_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> Figu
             series.append((r, np.array(pts)))
     if not series:
         return None
-    fig = _figure(6.0, 3.4)
+    fig = new_figure(6.0, 3.4)
     ax = fig.add_subplot()
     for r, pts in series:
         ax.plot(pts[:, 0], pts[:, 1], label=r["model"], color=colors.get(r["model"]), lw=1.2)
@@ -220,7 +166,7 @@ def beta_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> Figu
     ax.set_title(f"Validation NDCG@100 against β: {dataset}")
     ax.legend(fontsize=7, frameon=False)
     name = f"beta-{slug(dataset)}"
-    png, svg = _save(fig, out, name)
+    png, svg = save_figure(fig, out, name)
     caption = (
         f"The paper's Figure 1 on {dataset}: validation NDCG@100 while β is annealed from 0 "
         f"towards 1; the dot marks the best β, the cap the model is then retrained to."
@@ -229,11 +175,11 @@ def beta_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> Figu
 
 
 def likelihood_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> FigureInfo | None:
-    rows = {r["model"]: r for r in _main_rows(data, dataset)}
+    rows = {r["model"]: r for r in main_rows(data, dataset)}
     present = {k: rows[m] for k, m in LIKELIHOOD_MODELS.items() if m in rows}
     if not any(lik != "multinomial" for lik, _ in present):
         return None  # nothing to compare beyond Table 2
-    fig = _figure(10.0, 3.2)
+    fig = new_figure(10.0, 3.2)
     axes = fig.subplots(1, len(TABLE_METRICS))
     liks = ["multinomial", "gaussian", "logistic"]
     for ax, metric in zip(np.atleast_1d(axes), TABLE_METRICS, strict=True):
@@ -259,7 +205,7 @@ def likelihood_figure(data: ReportData, dataset: str, out: Path, colors: dict) -
     np.atleast_1d(axes)[-1].legend(fontsize=7, frameon=False, loc="upper right")
     fig.suptitle(f"Likelihoods, test users: {dataset}", fontsize=10)
     name = f"likelihood-{slug(dataset)}"
-    png, svg = _save(fig, out, name)
+    png, svg = save_figure(fig, out, name)
     missing = sorted(m for k, m in LIKELIHOOD_MODELS.items() if k not in present)
     caption = (
         f"Multinomial, Gaussian and logistic likelihoods for the VAE and the DAE on {dataset} "
@@ -271,13 +217,13 @@ def likelihood_figure(data: ReportData, dataset: str, out: Path, colors: dict) -
 
 def time_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> FigureInfo | None:
     pts = []
-    for r in _main_rows(data, dataset):
+    for r in main_rows(data, dataset):
         t, v = number(r.get("fit_seconds")), number(r["metrics"].get("ndcg@100"))
         if t is not None and v is not None:
             pts.append((r["model"], max(t, 1e-3), v, number(r["sem"].get("ndcg@100")) or 0.0))
     if not pts:
         return None
-    fig = _figure(6.0 if len(pts) <= 5 else 7.2, 3.6)
+    fig = new_figure(6.0 if len(pts) <= 5 else 7.2, 3.6)
     ax = fig.add_subplot()
     for model, t, v, e in pts:
         ax.errorbar([t], [v], yerr=[e], fmt="o", color=colors.get(model), ms=5, capsize=2, lw=0.8, label=model)
@@ -299,8 +245,8 @@ def time_figure(data: ReportData, dataset: str, out: Path, colors: dict) -> Figu
     ax.set_title(f"Accuracy against training time: {dataset}")
     ax.margins(x=0.15, y=0.12)
     name = f"time-{slug(dataset)}"
-    png, svg = _save(fig, out, name)
-    hw = sorted({str(r.get("device", "?")) for r in _main_rows(data, dataset)})
+    png, svg = save_figure(fig, out, name)
+    hw = sorted({str(r.get("device", "?")) for r in main_rows(data, dataset)})
     caption = (
         f"Test NDCG@100 (whiskers one standard error) against the wall time of fit on {dataset} "
         f"(device: {', '.join(hw)}); tuning time is not included."
@@ -335,7 +281,7 @@ def cd_figure(ranks: RankAnalysis, out: Path, metric: str = "ndcg@100") -> Figur
     k = len(res.models)
     order = list(np.argsort(res.avg_ranks, kind="stable"))
     cliques = res.cliques()
-    fig = _figure(7.0, 1.6 + 0.22 * k + 0.12 * len(cliques))
+    fig = new_figure(7.0, 1.6 + 0.22 * k + 0.12 * len(cliques))
     ax = fig.add_subplot()
     ax.set_xlim(k + 0.3, 0.7)  # rank 1 (best) on the right, as in Demšar's figures
     top = 1.0
@@ -362,7 +308,7 @@ def cd_figure(ranks: RankAnalysis, out: Path, metric: str = "ndcg@100") -> Figur
     ax.axis("off")
     label = METRIC_LABELS.get(metric, metric)
     name = f"cd-{slug(metric)}"
-    png, svg = _save(fig, out, name)
+    png, svg = save_figure(fig, out, name)
     caption = (
         f"Average rank of each model on test {label} over {len(res.datasets)} datasets "
         f"({', '.join(res.datasets)}; 1 = best, on the right). Models joined by a thick bar are "
@@ -385,8 +331,6 @@ def make_figures(data: ReportData, out_dir: Path, ranks: RankAnalysis | None = N
     if not data.rows:
         return []
     colors = model_colors([r["model"] for r in data.rows])
-    from .tuning_figures import tuning_figures
-
     makers: list[tuple[str, Callable]] = [
         ("activity quintiles", quintile_figure),
         ("validation per epoch", epochs_figure),

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ._plotting import FigureInfo, main_rows, new_figure, save_figure
 from .cells import slug
-from .figures import FigureInfo, _figure, _main_rows, _save
 from .load import ReportData, number
 
 
@@ -86,7 +86,7 @@ def param_importance(history: list[dict[str, Any]]) -> dict[str, float] | None:
 
 def tuning_figures(data: ReportData, dataset: str, out: Path, colors: dict) -> list[FigureInfo]:
     figs = []
-    for r in _main_rows(data, dataset):
+    for r in main_rows(data, dataset):
         if not isinstance(r.get("tuning"), dict):
             continue
         hist = tuning_history(data, r)
@@ -101,7 +101,7 @@ def tuning_figures(data: ReportData, dataset: str, out: Path, colors: dict) -> l
         except Exception as exc:
             imp = None
             data.notes.warn(f"parameter importance of {r['model']} on {dataset} failed: {type(exc).__name__}: {exc}")
-        fig = _figure(8.0 if imp else 5.0, 3.2)
+        fig = new_figure(8.0 if imp else 5.0, 3.2)
         axes = fig.subplots(1, 2 if imp else 1, width_ratios=[1.4, 1] if imp else None)
         ax = np.atleast_1d(axes)[0]
         comp = [(n, v) for n, v, s in pts if v is not None and s.endswith("COMPLETE")]
@@ -124,7 +124,7 @@ def tuning_figures(data: ReportData, dataset: str, out: Path, colors: dict) -> l
             ax2.set_xlabel("importance")
             ax2.set_title("Parameter importance")
         name = f"tuning-{slug(dataset)}-{slug(r['model'])}"
-        png, svg = _save(fig, out, name)
+        png, svg = save_figure(fig, out, name)
         n_c, n_p = len(comp), len([1 for _, _, s in pts if s.endswith("PRUNED")])
         caption = (
             f"Optuna trials of {r['model']} on {dataset} ({n_c} complete, {n_p} pruned): "
