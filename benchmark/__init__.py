@@ -23,7 +23,7 @@ _EXPORTS = {
     "HeldOut": ("benchmark.protocol", "HeldOut"),
     "Recommender": ("benchmark.model", "Recommender"),
     "register": ("benchmark.registry", "register"),
-    "run_experiment": ("benchmark.runner", "run_experiment"),
+    "run_experiment": ("benchmark.api", "run_experiment"),
     "build_report": ("benchmark.report", "build_report"),
 }
 __all__ = ["__version__", "evaluate", *_EXPORTS]

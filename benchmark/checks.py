@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .evaluate import DEFAULT_METRICS, parse_metric
+from .logs import logger
 
 SEED_MAX = 2**32  # numpy's SeedSequence / default_rng accept [0, 2**32) here
 
@@ -193,3 +195,89 @@ def check_writable_dir(path: str | os.PathLike, option: str) -> str | None:
         return (f"{option} {p}: cannot write in {probe} ({exc.strerror or exc}); pass a folder "
                 f"you can write to")
     return None
+
+
+# --- the options of run and tune (a parsed command line) --------------------------------
+def parse_seeds(args: Any) -> tuple[list[int], list[str]]:
+    """``--seeds 0,1,2`` (or ``--seed N``) -> ([0, 1, 2], problems)."""
+    if getattr(args, "seeds", None) is None:
+        seeds, option = [args.seed], "--seed"
+    else:
+        seeds, option = [], "--seeds"
+        for part in str(args.seeds).split(","):
+            try:
+                seeds.append(int(part.strip()))
+            except ValueError:
+                return [], [f"--seeds {args.seeds}: {part.strip()!r} is not an integer; give a "
+                            f"comma-separated list such as --seeds 0,1,2"]
+    problems = [p for s in seeds if (p := check_int(s, option, minimum=0, maximum=SEED_MAX))]
+    if len(set(seeds)) != len(seeds):
+        problems.append(f"--seeds {args.seeds}: repeats a seed; give each seed once")
+    return seeds, problems
+
+
+def data_problems(args: Any) -> list[str]:
+    checks = [
+        check_int(args.heldout_users, "--heldout-users", minimum=1),
+        check_int(args.min_user_items, "--min-user-items", minimum=0),
+        check_int(args.min_item_users, "--min-item-users", minimum=0),
+        check_int(args.split_seed, "--split-seed", minimum=0, maximum=SEED_MAX),
+    ]
+    if args.min_rating is not None and not math.isfinite(args.min_rating):
+        checks.append(f"--min-rating {args.min_rating}: must be a finite number")
+    return [c for c in checks if c]
+
+
+def preflight(args: Any, *, tune: bool = False) -> dict:
+    """Check every option of ``run`` / ``tune`` before anything is loaded or fitted.
+
+    Returns:
+        {"names", "seeds", "params"}.
+
+    Raises:
+        UsageError: with every problem found (the CLI prints them all and exits 2).
+    """
+    problems: list[str] = []
+    try:
+        names = registry.resolve(args.models)
+    except registry.UnknownModelError as exc:
+        names, problems = [], [f"--models {args.models}: {exc}"]
+    seeds, found = parse_seeds(args)
+    problems += found
+    params, found, notes = parse_params(args.param, names)
+    problems += found
+    problems += [p for p in (
+        check_int(args.epochs, "--epochs", minimum=1),
+        check_int(args.trials, "--trials", minimum=1 if tune else 0),
+        check_int(getattr(args, "workers", None), "--workers", minimum=1),
+        check_positive(args.timeout, "--timeout"),
+        check_positive(getattr(args, "time_budget", None), "--time-budget"),
+        check_device(args.device),
+    ) if p]
+    problems += data_problems(args)
+    metrics = list(DEFAULT_METRICS)
+    for m in (getattr(args, "metrics", None) or "").split(","):
+        if m.strip():
+            try:
+                parse_metric(m)
+            except ValueError as exc:
+                problems.append(f"--metrics: {exc}")
+                continue
+            if m.strip().lower() not in metrics:
+                metrics.append(m.strip().lower())
+    reference = getattr(args, "reference", None)
+    if reference is not None and reference not in registry.available():
+        problems.append(f"--reference {reference}: no such model; available: "
+                        f"{', '.join(registry.available())}")
+    problems += [p for p in (check_writable_dir(args.results_dir, "--results-dir"),) if p]
+    if not tune and not args.no_report:
+        problems += [p for p in (check_writable_dir(args.report_dir, "--report-dir"),) if p]
+    if getattr(args, "mlflow", None) is not None:
+        from .tracking import mlflow_problems
+
+        problems += mlflow_problems(args.mlflow)
+    if problems:
+        raise UsageError(problems)
+    for n in notes:
+        logger.warning(f"warning: {n}")
+    return {"names": names, "seeds": seeds, "params": params, "metrics": metrics}

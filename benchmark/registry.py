@@ -96,7 +96,9 @@ def _plugin_dir() -> Path:
     return Path(os.environ.get("BENCHMARK_MODELS_DIR", "models"))
 
 
-def _import_file(path: Path) -> None:
+def import_plugin(path: Path) -> None:
+    """Import one plugin file (its ``@register`` calls add its models); a broken file is a
+    :class:`PluginImportWarning`, never an exception."""
     mod_name = f"benchmark_plugin_{path.stem}"
     if mod_name in sys.modules:
         return
@@ -148,7 +150,7 @@ def discover(force: bool = False) -> dict[str, type[Recommender]]:
     if folder.is_dir():
         for path in sorted(folder.glob("*.py")):
             if not path.name.startswith("_"):
-                _import_file(path)
+                import_plugin(path)
     _DISCOVERED = True
     for cls in _REGISTRY.values():  # the code as imported now, not as edited later
         model_source_hash(cls)

@@ -1,4 +1,4 @@
-"""The ``run`` job: fit each model, select on validation, evaluate once on test, record.
+"""The ``run`` job: datasets -> plan -> fit jobs -> an executor -> one writer -> the report.
 
 For every model: parameters are the paper's defaults with the ``--param`` overrides (or the
 best of an Optuna study when ``trials > 0``, overrides fixed in every trial); the model is
@@ -17,47 +17,42 @@ rows of one configuration over seeds.
 
 from __future__ import annotations
 
-import sys
-import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import registry
-from .evaluate import DEFAULT_METRICS, evaluate
+from .evaluate import DEFAULT_METRICS
+from .jobs import Executor, FitJob, JobResult, ModelRef, SequentialExecutor, epoch_budget
 from .logs import logger
-from .model import FitOptions
+from .model import FitOptions, Recommender
 from .protocol import Split
-from .results import (
-    ResultRow,
-    ResultStore,
-    git_commit,
-    git_dirty,
-    hardware,
-    row_label,
-    run_key,
-    versions,
-)
-from .sources import model_source_hash
+from .results import ResultStore, run_key
 from .version import __version__
+
+__all__ = ["RunConfig", "RunOutcome", "run", "run_all", "build_jobs", "write_result",
+           "epoch_budget", "config_key", "seed_run_key", "MODELS_DIR"]
 
 
 @dataclass
 class RunConfig:
     """Options of one ``run`` invocation (see ``python -m benchmark run --help``).
 
+    ``datasets``: names or ``file:PATH`` (:func:`run_all` loads each; :func:`run` is given
+    a split); ``split_seed``, ``protocol_overrides``, ``file_options``: how they are split.
     ``seeds``: model seeds; each model is fitted once per seed (``--seeds 0,1,2``).
     ``reference``: the model the report tests every other model against (None: multvae
-    when present, else the best by validation NDCG@100).
+    when present, else the best by validation NDCG@100). ``plan_only``: print the plan
+    and fit nothing. ``mlflow``: a tracking URI every fit is logged to.
     """
 
     models: str = "popularity"
-    dataset: str = "synthetic"
+    datasets: Sequence[str] = ("synthetic",)
     data_dir: str | None = None
+    split_seed: int | None = None
+    protocol_overrides: dict[str, Any] = field(default_factory=dict)
+    file_options: dict[str, Any] = field(default_factory=dict)
     results_dir: str = "results"
     seeds: Sequence[int] = (0,)
     device: str = "auto"
@@ -73,48 +68,32 @@ class RunConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference: str | None = None
     time_budget: float | None = None
-    refused: dict[str, str] = field(default_factory=dict)
     save_models: bool = False
+    plan_only: bool = False
+    mlflow: str | None = None
     #: The effective experiment configuration (``--config`` + command line), kept in each row.
     experiment: dict[str, Any] | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_all` did: the rows (written now or found done) per dataset, the
+    failures (one line each), and the report folder (None when none was rendered)."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    report: Path | None = None
 
 
 #: Where ``--save-models`` keeps fitted models, under the results folder: ``models/<run_key>/``.
 MODELS_DIR = "models"
 
 
-def epoch_budget(cls: type, params: dict[str, Any], cap: int | None) -> dict[str, Any] | None:
-    """The epochs a fit will run at most: the model's own, capped by ``--epochs``.
-
-    Returns:
-        None for models without an epoch count (``--epochs`` does not apply), else
-        ``{"param", "model", "cap", "effective", "capped"}`` where ``capped`` is True when
-        the cap cut the model's own count (a result to be labelled, not a full run).
-    """
-    name = getattr(cls, "epochs_param", None) or "epochs"
-    own = params.get(name)
-    if isinstance(own, bool) or not isinstance(own, int):
-        return None
-    effective = own if cap is None else min(own, int(cap))
-    return {"param": name, "model": own, "cap": cap, "effective": effective,
-            "capped": effective < own}
-
-
-def config_key(
-    *,
-    dataset: str,
-    split_hash: str,
-    model: str,
-    params: dict[str, Any],
-    epochs: int | None,
-    trials: int,
-    source: str,
-) -> str:
+def config_key(*, dataset: str, split_hash: str, model: str, params: dict[str, Any],
+               epochs: int | None, trials: int, source: str) -> str:
     """Hash of one configuration (everything that changes a number, except the seed)."""
-    return run_key(
-        dataset=dataset, split_hash=split_hash, model=model, params=params, epochs=epochs,
-        trials=trials, version=__version__, source=source,
-    )
+    return run_key(dataset=dataset, split_hash=split_hash, model=model, params=params,
+                   epochs=epochs, trials=trials, version=__version__, source=source)
 
 
 def seed_run_key(config: str, seed: int) -> str:
@@ -127,305 +106,234 @@ def log(msg: str) -> None:
     (logger.warning if "FAILED" in msg or "not run:" in msg else logger.info)(msg)
 
 
-def fit_and_evaluate(
-    name: str,
-    params: dict[str, Any],
-    split: Split,
-    options: FitOptions,
-    *,
-    parts: Sequence[str] = ("valid", "test"),
-    metrics: Sequence[str] = DEFAULT_METRICS,
-):
-    """Fit one model and evaluate it on the given parts.
+# --- the whole run ------------------------------------------------------------------------
+def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
+    """Every dataset of ``cfg``: load, plan, fit (unless ``plan_only``), then the report
+    and MLflow. A model that fails is a line in ``failures``; the others go on."""
+    from .data import load_split
 
-    Returns:
-        (model, fit_seconds, {part: EvalResult})
-    """
-    cls = registry.get(name)
-    model = cls(**params)
-    t0 = time.perf_counter()
-    model.fit(split.train, split.valid, options=options)
-    fit_seconds = time.perf_counter() - t0
-    model.item_ids_ = np.asarray(split.items)  # recommend() answers in the data's own ids
-    evals = {
-        part: evaluate(model.score, split.part(part), metrics=metrics, progress=False)
-        for part in parts
-    }
-    return model, fit_seconds, evals
+    if cfg.mlflow and not cfg.plan_only:
+        _connect_mlflow(cfg.mlflow)
+    outcome = RunOutcome()
+    for dataset in cfg.datasets:
+        split = load_split(dataset, data_dir=cfg.data_dir, protocol_overrides=cfg.protocol_overrides,
+                           file_options=cfg.file_options if dataset.startswith("file:") else None,
+                           **({} if cfg.split_seed is None else {"seed": cfg.split_seed}))
+        names, refused = plan_dataset(cfg, split)
+        if cfg.plan_only:
+            continue
+        rows, failures = run(cfg, split, executor=executor, refused=refused, names=names)
+        outcome.rows[split.meta.get("dataset", dataset)] = rows
+        outcome.failures += failures
+    if cfg.plan_only:
+        return outcome
+    logger.info(f"results: {Path(cfg.results_dir) / 'results.jsonl'}")
+    if cfg.report:
+        outcome.report = maybe_report(cfg.results_dir, cfg.report_dir, reference=cfg.reference)
+        if outcome.report:
+            logger.info(f"report: {outcome.report}")
+    if cfg.mlflow:
+        outcome.failures += _log_mlflow(cfg, [r for rows in outcome.rows.values() for r in rows])
+    return outcome
 
 
-def run(cfg: RunConfig, split: Split) -> tuple[list[dict[str, Any]], list[str]]:
-    """Run every model of ``cfg`` on ``split``; returns (rows written or found, failures)."""
-    stats = split.stats()
-    names, skipped = registry.select(cfg.models, stats)
+def plan_dataset(cfg: RunConfig, split: Split) -> tuple[list[str], dict[str, str]]:
+    """Log the dataset's shape and the plan; returns (models to run, {refused: why})."""
+    from .plan import format_plan, make_plan
+
+    s = split.stats()
+    names, skipped = registry.select(cfg.models, s)
+    logger.info(
+        f"{s['dataset']}: {s['users']:,} users x {s['items']:,} items, {s['train_users']:,} "
+        f"train / {s['valid_users']:,} valid / {s['test_users']:,} test users; models: "
+        f"{', '.join(registry.resolve(cfg.models))}")
     for name, reason in skipped.items():
         log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
-    store = ResultStore(cfg.results_dir)
-    done = {(r.get("run_key"), r.get("part")): r for r in store.rows(warn=False)}
-    dataset = split.meta.get("dataset", cfg.dataset)
-    seeds = [int(s) for s in cfg.seeds]
-    rows: list[dict[str, Any]] = []
-    failures: list[str] = []
-    for name in names:
-        cls = registry.get(name)
-        if name in cfg.refused:
-            failures.append(f"{name}: not run: {cfg.refused[name]}")
-            log(f"[{name}] not run: {cfg.refused[name]} (see the plan above; raise --time-budget "
-                f"or BENCHMARK_MEMORY_LIMIT, or leave it out)")
-            continue
-        overrides = dict(cfg.params.get(name, {}))
-        params = dict(cls.default_params(dataset))
-        params.update(overrides)
-        budget = epoch_budget(cls, params, cfg.epochs)
-        source = model_source_hash(cls)
-        config = config_key(
-            dataset=dataset, split_hash=split.split_hash, model=name, params=params,
-            epochs=budget["effective"] if budget else None, trials=cfg.trials, source=source,
-        )
-        todo = []
-        for seed in seeds:
-            key = seed_run_key(config, seed)
-            have = [done.get((key, part)) for part in ("valid", "test")]
-            complete = all(r is not None and set(cfg.metrics) <= set(r.get("metrics") or {}) for r in have)
-            if cfg.save_models and not (store.dir / MODELS_DIR / key / "model.json").is_file():
-                complete = False  # asked to keep the fitted model, and it is not there yet
-            if not cfg.force and complete:
-                log(f"[{name}] seed {seed} already done (run_key {key}); skipping; use --force "
-                    f"to run it again")
-                rows += [done[(key, "valid")], done[(key, "test")]]
-            else:
-                todo.append(seed)
-        if not todo:
-            continue
-        tuning_info: dict[str, Any] = {}
-        if cfg.trials > 0:
-            try:
-                from .tuning import tune_model
+    plan = make_plan(names, split, cfg.params,
+                     FitOptions(device=cfg.device, epochs=cfg.epochs, progress=False),
+                     time_budget=cfg.time_budget)
+    logger.info(format_plan(plan))
+    return names, {r.model: r.problem for r in plan if r.problem}
 
-                best, tuning_info = tune_model(
-                    name,
-                    split,
-                    trials=cfg.trials,
-                    timeout=cfg.timeout,
-                    storage=cfg.storage,
-                    results_dir=cfg.results_dir,
-                    seed=seeds[0],
-                    device=cfg.device,
-                    epochs=cfg.epochs,
-                    progress=cfg.progress,
-                    fixed_params=overrides,
-                )
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                _failed(failures, name, exc)
-                continue
-            params.update(best)
-            params.update(overrides)
-        for seed in todo:
-            key = seed_run_key(config, seed)
-            options = FitOptions(
-                seed=seed,
-                device=cfg.device,
-                epochs=cfg.epochs,
-                progress=cfg.progress,
-                dataset=dataset,
-                time_budget=cfg.time_budget,
-            )
-            label = name if len(seeds) == 1 else f"{name} seed {seed}"
-            try:
-                log(f"[{label}] fitting on {split.train.shape[0]:,} users x {split.n_items:,} "
-                    f"items ...")
-                model, fit_seconds, evals = fit_and_evaluate(
-                    name, params, split, options, metrics=cfg.metrics
-                )
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # one model failing must not lose the others
-                _failed(failures, label, exc)
-                continue
-            final = model.get_params()
-            common = {
-                "run_key": key,
-                "config_key": config,
-                "dataset": dataset,
-                "model": name,
-                "params": final,
-                "overrides": overrides,
-                "seed": seed,
-                "epochs": epoch_budget(cls, final, cfg.epochs),
-                "epochs_cap": cfg.epochs,
-                "fit_seconds": fit_seconds,
-                "split_hash": split.split_hash,
-                "split_seed": split.meta.get("seed"),
-                "device": options.resolve_device(),
-                "suite_version": __version__,
-                "source_hash": source,
-                "versions": versions(),
-                "git_commit": git_commit(),
-                "git_dirty": git_dirty(),
-                "hardware": hardware(),
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            if cfg.experiment:
-                common["experiment"] = cfg.experiment
-            if tuning_info:
-                common["tuning"] = tuning_info
-            extra = model.results_extra()
-            if extra:
-                common["extra"] = extra
-            try:
-                if cfg.save_models:  # the model first: a row never names a missing model
-                    model.save(store.dir / MODELS_DIR / key)
-                    common["model_path"] = f"{MODELS_DIR}/{key}"
-                rows += write_rows(store, key, common, evals)
-            except OSError as exc:  # e.g. the results folder became read-only: this model
-                _failed(failures, label, exc)  # fails, the others go on
-                continue
-            m = evals["test"].mean()
-            capped = common["epochs"] and common["epochs"]["capped"]
-            log(
-                f"[{label}] test NDCG@100 {m['ndcg@100']:.4f}  Recall@20 {m['recall@20']:.4f}  "
-                f"Recall@50 {m['recall@50']:.4f}  (fit {fit_seconds:.1f} s"
-                + (f", capped at {common['epochs']['effective']} epochs" if capped else "")
-                + ")"
-            )
+
+def run(cfg: RunConfig, split: Split, *, executor: Executor | None = None,
+        refused: dict[str, str] | None = None, names: list[str] | None = None,
+        ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run every model of ``cfg`` on ``split``; returns (rows written or found, failures).
+
+    ``names``: the models (default: :func:`benchmark.registry.select` of ``cfg.models``);
+    ``refused``: models the plan refused, reported as failures and not fitted.
+    """
+    if names is None:
+        names, skipped = registry.select(cfg.models, split.stats())
+        for name, reason in skipped.items():
+            log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
+    store = ResultStore(cfg.results_dir)
+    failures: list[str] = []
+    for name, reason in (refused or {}).items():
+        failures.append(f"{name}: not run: {reason}")
+        log(f"[{name}] not run: {reason} (see the plan above; raise --time-budget or "
+            "BENCHMARK_MEMORY_LIMIT, or leave it out)")
+    classes = {n: registry.get(n) for n in names if n not in (refused or {})}
+    jobs, rows, failed = build_jobs(cfg, split, classes, store)
+    failures += failed
+    for result in (executor or SequentialExecutor()).map(jobs, split):
+        try:
+            rows += write_result(store, result)
+        except OSError as exc:  # e.g. the results folder became read-only: this model fails
+            result.error = f"{type(exc).__name__}: {exc}"
+        if result.error:
+            failures.append(f"{result.job.label}: {result.error.split(': ', 1)[-1]}")
+            log(f"[{result.job.label}] FAILED: {result.error}")
+        else:
+            _log_done(result)
     return rows, failures
 
 
-def write_rows(store: ResultStore, key: str, common: dict[str, Any], evals: dict) -> list[dict]:
-    """Write the per-user arrays, then the rows, of one fit; never an array without its row.
+def build_jobs(cfg: RunConfig, split: Split, classes: dict[str, type[Recommender]],
+               store: ResultStore) -> tuple[list[FitJob], list[dict[str, Any]], list[str]]:
+    """The fit jobs still to do (tuning first where ``cfg.trials``); returns (jobs, rows
+    found done, failures of tuning)."""
+    dataset = split.meta.get("dataset", "")
+    done = {(r.get("run_key"), r.get("part")): r for r in store.rows(warn=False)}
+    seeds = [int(s) for s in cfg.seeds]
+    jobs: list[FitJob] = []
+    found: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for name, cls in classes.items():
+        overrides = dict(cfg.params.get(name, {}))
+        params = {**cls.default_params(dataset), **overrides}
+        ref = ModelRef.of(cls)
+        budget = epoch_budget(cls, params, cfg.epochs)
+        config = config_key(dataset=dataset, split_hash=split.split_hash, model=name,
+                            params=params, epochs=budget["effective"] if budget else None,
+                            trials=cfg.trials, source=ref.source_hash)
+        todo = [s for s in seeds if not _found(cfg, store, done, seed_run_key(config, s), found)]
+        if not todo:
+            continue
+        tuning: dict[str, Any] = {}
+        if cfg.trials > 0:
+            try:
+                params, tuning = _tuned(cfg, name, split, params, overrides, seeds[0])
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                failures.append(f"{name}: {exc}")
+                log(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+                continue
+        facts = {"config_key": config, "overrides": overrides, "epochs_cap": cfg.epochs,
+                 "split_hash": split.split_hash, "split_seed": split.meta.get("seed"),
+                 **({"experiment": cfg.experiment} if cfg.experiment else {}),
+                 **({"tuning": tuning} if tuning else {})}
+        for seed in todo:
+            options = FitOptions(seed=seed, device=cfg.device, epochs=cfg.epochs,
+                                 progress=cfg.progress, dataset=dataset,
+                                 time_budget=cfg.time_budget)
+            jobs.append(FitJob(dataset=dataset, model=ref, params=dict(params), seed=seed,
+                               run_key=seed_run_key(config, seed), options=options,
+                               metrics=tuple(cfg.metrics), facts=facts,
+                               save_model=cfg.save_models,
+                               label=name if len(seeds) == 1 else f"{name} seed {seed}"))
+    return jobs, found, failures
 
-    Arrays go first (each written to a temporary name, then renamed); if writing any array
-    or row fails, the arrays of this fit are removed again and the error propagates.
-    Both rows go into ``results.jsonl`` in one write.
-    """
-    rows = []
-    for part in ("valid", "test"):
-        ev = evals[part]
-        row_id = f"{key}-{part}"
-        rows.append(ResultRow(
-            **common,
-            id=row_id,
-            part=part,
-            metrics=ev.mean(),
-            sem=ev.sem(),
-            n_users=ev.n_users,
-            n_excluded=ev.n_excluded,
-            score_seconds=ev.seconds,
-            arrays=f"arrays/{row_id}.npz",
-        ).as_dict())
+
+def _found(cfg: RunConfig, store: ResultStore, done: dict, key: str, found: list) -> bool:
+    """Whether the fit under ``key`` is complete (both rows, every metric, the model when
+    asked); its rows join ``found`` then."""
+    have = [done.get((key, part)) for part in ("valid", "test")]
+    complete = all(r is not None and set(cfg.metrics) <= set(r.get("metrics") or {}) for r in have)
+    if cfg.save_models and not (store.dir / MODELS_DIR / key / "model.json").is_file():
+        complete = False  # asked to keep the fitted model, and it is not there yet
+    if cfg.force or not complete:
+        return False
+    log(f"[{have[0]['model']}] seed {have[0]['seed']} already done (run_key {key}); skipping; "
+        "use --force to run it again")
+    found += have
+    return True
+
+
+def _tuned(cfg: RunConfig, name: str, split: Split, params: dict[str, Any],
+           overrides: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters after tuning (best trial, overrides kept) and the tuning facts."""
+    from .tuning import tune_model
+
+    best, info = tune_model(name, split, trials=cfg.trials, timeout=cfg.timeout,
+                            storage=cfg.storage, results_dir=cfg.results_dir, seed=seed,
+                            device=cfg.device, epochs=cfg.epochs, progress=cfg.progress,
+                            fixed_params=overrides)
+    return {**params, **best, **overrides}, info
+
+
+def write_result(store: ResultStore, result: JobResult) -> list[dict[str, Any]]:
+    """The one writer: the saved model, then the per-user arrays, then both rows in one
+    append; never a row without its arrays or model (a failure removes what it wrote)."""
+    import shutil
+
+    if not result.ok:
+        return []
+    rows = [dict(r) for r in result.rows]
     written: list[Path] = []
+    target = store.dir / MODELS_DIR / result.job.run_key
     try:
+        if result.model_dir:  # the model first: a row never names a missing model
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(result.model_dir, target)
+            for r in rows:
+                r["model_path"] = f"{MODELS_DIR}/{result.job.run_key}"
         for row in rows:
-            written.append(store.save_arrays(row["id"], evals[row["part"]].arrays()))
+            written.append(store.save_arrays(row["id"], result.arrays[row["id"]]))
         store.append(rows)  # both rows in one write
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
         raise
+    finally:
+        if result.model_dir:
+            shutil.rmtree(Path(result.model_dir).parent, ignore_errors=True)
     return rows
 
 
-def _failed(failures: list[str], label: str, exc: BaseException) -> None:
-    failures.append(f"{label}: {exc}")
-    log(f"[{label}] FAILED: {type(exc).__name__}: {exc}")
-    if "--debug" in sys.argv:
-        traceback.print_exc()
+def _log_done(result: JobResult) -> None:
+    test = next(r for r in result.rows if r["part"] == "test")
+    m, epochs = test["metrics"], test.get("epochs")
+    capped = epochs and epochs["capped"]
+    log(f"[{result.job.label}] test NDCG@100 {m['ndcg@100']:.4f}  Recall@20 {m['recall@20']:.4f}"
+        f"  Recall@50 {m['recall@50']:.4f}  (fit {test['fit_seconds']:.1f} s"
+        + (f", capped at {epochs['effective']} epochs" if capped else "") + ")")
 
 
-def run_experiment(
-    models: str | Sequence[str],
-    dataset: str,
-    *,
-    data_dir: str | None = None,
-    results_dir: str = "results",
-    report_dir: str | None = "reports",
-    **options: Any,
-) -> list[dict[str, Any]]:
-    """``python -m benchmark run`` from Python: fit, evaluate, record, report.
+def _connect_mlflow(uri: str) -> None:
+    """Reach the tracking store before anything is fitted (exit 2 if it cannot be)."""
+    from .checks import UsageError
+    from .tracking import TrackingError, connect
 
-    Args:
-        models: names (or "all").
-        dataset: a dataset name or ``file:PATH``.
-        data_dir: the data root (default ``$BENCHMARK_DATA_DIR`` or ``./datasets``).
-        results_dir: where rows and arrays go.
-        report_dir: where the report goes (None: no report).
-        options: further :class:`RunConfig` fields (``seeds``, ``epochs``, ``trials``,
-            ``device``, ``params``, ``reference``, ``force``, ...).
-
-    Returns:
-        The result rows (written now or found done).
-
-    Raises:
-        RuntimeError: naming every model that failed (the others' rows are kept).
-    """
-    from .data import load_split
-
-    names = models if isinstance(models, str) else ",".join(models)
-    cfg = RunConfig(models=names, dataset=dataset, data_dir=data_dir, results_dir=results_dir,
-                    progress=options.pop("progress", False), **options)
-    split = load_split(dataset, data_dir=data_dir)
-    rows, failures = run(cfg, split)
-    if report_dir is not None:
-        maybe_report(results_dir, report_dir, reference=cfg.reference)
-    if failures:
-        raise RuntimeError("; ".join(failures))
-    return rows
+    try:
+        connect(uri)
+    except TrackingError as exc:
+        raise UsageError(f"--mlflow: {exc}") from exc
 
 
-def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
-    """A plain-text table of test metrics with validation NDCG@100, one line per model.
+def _log_mlflow(cfg: RunConfig, rows: list[dict[str, Any]]) -> list[str]:
+    """Log this run's result rows (and the report) to MLflow; returns the failure, if any."""
+    from .tracking import TrackingError, log_rows
 
-    One seed: mean ± s.e. over users. Several seeds: the mean over seeds ± the standard
-    deviation over seeds (the report adds the s.e. over users of the per-user means).
-    """
-    by_model: dict[str, dict[str, list[dict]]] = {}
-    for r in rows:
-        by_model.setdefault(row_label(r), {}).setdefault(r["part"], []).append(r)
-    header = ["model", "seeds", "valid ndcg@100"] + [f"test {m}" for m in metrics] + ["fit s"]
-    lines = []
-    for model, parts in by_model.items():
-        test, valid = parts.get("test", []), parts.get("valid", [])
-        cells = [model, str(len(test)), _fmt(_mean(valid, "ndcg@100"))]
-        for m in metrics:
-            if len(test) > 1:
-                vals = [r["metrics"][m] for r in test if isinstance((r.get("metrics") or {}).get(m), (int, float))]
-                sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
-                cells.append(_fmt(_mean(test, m), sd, "sd"))
-            else:
-                cells.append(_fmt(_mean(test, m), test[0].get("sem", {}).get(m) if test else None))
-        fs = [r["fit_seconds"] for r in test if isinstance(r.get("fit_seconds"), (int, float))]
-        cells.append(f"{np.mean(fs):.1f}" if fs else "")
-        lines.append(cells)
-    lines.sort(key=lambda c: c[2 + len(metrics)], reverse=True)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    out = [" | ".join(h.ljust(w) for h, w in zip(header, widths))]
-    out.append("-+-".join("-" * w for w in widths))
-    out += [" | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) for cells in lines]
-    return "\n".join(out)
-
-
-def _mean(rows: list[dict[str, Any]], metric: str) -> float | None:
-    vals = [r["metrics"][metric] for r in rows
-            if isinstance((r.get("metrics") or {}).get(metric), (int, float))]
-    return float(np.mean(vals)) if vals else None
-
-
-def _fmt(mean: Any, sem: Any = None, what: str = "") -> str:
-    if not isinstance(mean, (int, float)):
-        return "-"
-    return f"{mean:.4f}" + (f" ± {sem:.4f}{' ' + what if what else ''}" if isinstance(sem, (int, float)) else "")
+    report = Path(cfg.report_dir)
+    report = report if cfg.report and (report / "index.html").is_file() else None
+    try:
+        ids = log_rows(cfg.mlflow, rows, report_dir=report)
+    except TrackingError as exc:
+        return [f"mlflow: {exc} (results are kept; rerun the same command to log them)"]
+    logger.info(f"mlflow: {len(ids)} run(s) logged to {cfg.mlflow}")
+    return []
 
 
 def maybe_report(
     results_dir: str | Path, out_dir: str | Path, *, reference: str | None = None
 ) -> Path | None:
-    """Render the report when the report package is available; never fail the run."""
-    try:
-        from .report import build_report
-    except ImportError:
-        return None
+    """Render the report; never fail the run (the numbers are safe in the results folder)."""
+    from .report import build_report
+
     try:
         return build_report(results_dir, out_dir, reference=reference)
     except Exception as exc:  # the numbers are safe in results/; the report can be redone

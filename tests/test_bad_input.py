@@ -399,7 +399,7 @@ def test_plugin_folder_option_and_broken_plugin_warning(tmp_path):
 
 def test_two_reports_into_one_folder_and_two_saves_of_one_split(tmp_path, planted_split):
     store = ResultStore(tmp_path / "r")
-    rows, failures = run(RunConfig(models="popularity,ease", dataset="planted", results_dir=str(tmp_path / "r"),
+    rows, failures = run(RunConfig(models="popularity,ease", datasets=["planted"], results_dir=str(tmp_path / "r"),
                                    progress=False, report=False), planted_split)
     assert not failures and store.rows()
     procs = [
@@ -502,7 +502,7 @@ def test_faults_during_a_run_keep_every_other_result(tmp_path, monkeypatch):
         return real(self, row)
 
     monkeypatch.setattr(results_mod.ResultStore, "append", flaky_append)
-    cfg = RunConfig(models="popularity,ease,wmf", dataset=split.meta["dataset"], results_dir=str(tmp_path / "r2"),
+    cfg = RunConfig(models="popularity,ease,wmf", datasets=[split.meta["dataset"]], results_dir=str(tmp_path / "r2"),
                     progress=False, report=False)
     rows, failures = run(cfg, split)
     assert len(failures) == 1 and failures[0].startswith("ease") and "Permission denied" in failures[0]

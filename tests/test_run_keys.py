@@ -113,7 +113,7 @@ def test_editing_a_plugins_scoring_line_refits_it(tmp_path):
 
 
 def test_epoch_cap_is_in_the_key_only_where_it_cuts(planted_split, tmp_path):
-    common = dict(dataset="planted", results_dir=str(tmp_path), progress=False, report=False)
+    common = dict(datasets=["planted"], results_dir=str(tmp_path), progress=False, report=False)
     rows, _ = run(RunConfig(models="popularity", epochs=None, **common), planted_split)
     rows2, _ = run(RunConfig(models="popularity", epochs=3, **common), planted_split)
     assert rows2[0]["run_key"] == rows[0]["run_key"]  # popularity has no epochs: same result
@@ -139,7 +139,7 @@ def test_epoch_cap_is_in_the_key_only_where_it_cuts(planted_split, tmp_path):
 
 
 def test_seeds_give_one_row_pair_each_with_one_config_key(planted_split, tmp_path):
-    cfg = RunConfig(models="popularity", dataset="planted", results_dir=str(tmp_path),
+    cfg = RunConfig(models="popularity", datasets=["planted"], results_dir=str(tmp_path),
                     seeds=(0, 1, 2), progress=False, report=False)
     rows, failures = run(cfg, planted_split)
     assert not failures

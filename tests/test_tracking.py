@@ -154,15 +154,12 @@ def test_names_and_flattening():
 
 
 def test_a_failure_to_log_after_the_run_fails_the_run_but_keeps_the_results(monkeypatch, tmp_path):
-    import argparse
-
-    from benchmark import cli as cli_module
+    from benchmark import runner
 
     def refuse(*a, **k):
         raise tracking.TrackingError("cannot open MLflow tracking store http://x: down")
 
     monkeypatch.setattr(tracking, "log_rows", refuse)
-    args = argparse.Namespace(mlflow="http://x", report_dir=str(tmp_path), no_report=True,
-                              result_rows=[{"run_key": "k"}])
-    failures = cli_module._log_mlflow(args)  # cmd_run adds it to its failures: exit 1
+    cfg = runner.RunConfig(mlflow="http://x", report_dir=str(tmp_path), report=False)
+    failures = runner._log_mlflow(cfg, [{"run_key": "k"}])  # run_all adds it to its failures: exit 1
     assert len(failures) == 1 and "down" in failures[0] and "rerun the same command" in failures[0]

@@ -333,7 +333,7 @@ def test_run_with_trials_records_tuning(planted_split, tmp_path):
     from benchmark.runner import RunConfig, run
 
     model = "ease" if "ease" in registry.available() else "popularity"
-    cfg = RunConfig(models=model, dataset="planted", results_dir=str(tmp_path), trials=3,
+    cfg = RunConfig(models=model, datasets=["planted"], results_dir=str(tmp_path), trials=3,
                     progress=False, report=False)
     rows, failures = run(cfg, planted_split)
     assert not failures

@@ -1,8 +1,9 @@
 """Command-line front door: ``python -m benchmark <command> ...``.
 
-Every subcommand is a thin call into a module: ``parser`` (the options and their help),
-``options`` (every check before anything runs, the experiment file), ``commands`` (the
-subcommands) and ``tune`` (the tuning command's glue). Exit codes: 0 success, 1 a model or step
+The front door parses, builds a configuration, calls the module that does the work
+(:mod:`benchmark.runner`, :mod:`benchmark.tuning`, :mod:`benchmark.report`) and prints:
+``parser`` (the options and their help), ``options`` (command line -> split or
+:class:`benchmark.runner.RunConfig`), ``commands`` (the subcommands). Exit codes: 0 success, 1 a model or step
 failed (the rest is kept), 2 bad input (unknown name, missing or malformed data).
 """
 
@@ -15,12 +16,10 @@ from pathlib import Path
 from .. import registry
 from ..checks import UsageError
 from ..data import DatasetError
-from .commands import _log_mlflow, show_progress
-from .options import _split_from_args, preflight
+from .options import _split_from_args
 from .parser import EPILOG_RUN, build_parser
 
-__all__ = ["EPILOG_RUN", "build_parser", "main", "preflight", "show_progress", "_log_mlflow",
-           "_split_from_args"]
+__all__ = ["EPILOG_RUN", "build_parser", "main", "_split_from_args"]
 
 
 def main(argv: list[str] | None = None) -> int:

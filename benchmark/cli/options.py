@@ -1,162 +1,66 @@
-"""Options checked before anything runs: seeds, data options, ``preflight``, the experiment file."""
+"""From a parsed command line to what runs: the split of ``prepare``/``tune`` and the
+:class:`benchmark.runner.RunConfig` of ``run`` (experiment file first, every check before
+anything is loaded; the checks themselves are :mod:`benchmark.checks`)."""
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
-from .. import registry
-from ..checks import (
-    SEED_MAX,
-    UsageError,
-    check_device,
-    check_int,
-    check_positive,
-    check_writable_dir,
-    parse_params,
-)
+from ..checks import UsageError, data_problems, preflight
 from ..data import load_split
-from ..evaluate import DEFAULT_METRICS, parse_metric
-from ..logs import logger
+
+
+def _protocol_overrides(args: argparse.Namespace) -> dict:
+    return {"min_rating": args.min_rating, "min_user_items": args.min_user_items,
+            "min_item_users": args.min_item_users, "n_heldout": args.heldout_users}
+
+
+def _file_options(args: argparse.Namespace) -> dict:
+    sep = args.sep.encode().decode("unicode_escape") if args.sep else None
+    pairs = (("user_col", args.user_col), ("item_col", args.item_col),
+             ("rating_col", args.rating_col), ("sep", sep), ("extra_fields", args.extra_fields))
+    return {k: v for k, v in pairs if v is not None}
 
 
 def _split_from_args(args: argparse.Namespace):
-    problems = _data_problems(args)
+    problems = data_problems(args)
     if problems:
         raise UsageError(problems)
-    overrides = {
-        "min_rating": args.min_rating,
-        "min_user_items": args.min_user_items,
-        "min_item_users": args.min_item_users,
-        "n_heldout": args.heldout_users,
-    }
-    file_options = {
-        k: v
-        for k, v in (
-            ("user_col", args.user_col),
-            ("item_col", args.item_col),
-            ("rating_col", args.rating_col),
-            ("sep", args.sep.encode().decode("unicode_escape") if args.sep else None),
-            ("extra_fields", args.extra_fields),
-        )
-        if v is not None
-    }
-    return load_split(
-        args.dataset,
-        data_dir=args.data_dir,
-        seed=args.split_seed,
-        protocol_overrides=overrides,
-        file_options=file_options if args.dataset.startswith("file:") else None,
-    )
+    return load_split(args.dataset, data_dir=args.data_dir, seed=args.split_seed,
+                      protocol_overrides=_protocol_overrides(args),
+                      file_options=_file_options(args) if args.dataset.startswith("file:") else None)
 
 
-# --- subcommands ----------------------------------------------------------------------------
-
-
-def parse_seeds(args: argparse.Namespace) -> tuple[list[int], list[str]]:
-    """``--seeds 0,1,2`` (or ``--seed N``) -> ([0, 1, 2], problems)."""
-    if getattr(args, "seeds", None) is None:
-        seeds, option = [args.seed], "--seed"
-    else:
-        seeds, option = [], "--seeds"
-        for part in str(args.seeds).split(","):
-            try:
-                seeds.append(int(part.strip()))
-            except ValueError:
-                return [], [f"--seeds {args.seeds}: {part.strip()!r} is not an integer; give a "
-                            f"comma-separated list such as --seeds 0,1,2"]
-    problems = [p for s in seeds if (p := check_int(s, option, minimum=0, maximum=SEED_MAX))]
-    if len(set(seeds)) != len(seeds):
-        problems.append(f"--seeds {args.seeds}: repeats a seed; give each seed once")
-    return seeds, problems
-
-
-def _data_problems(args: argparse.Namespace) -> list[str]:
-    checks = [
-        check_int(args.heldout_users, "--heldout-users", minimum=1),
-        check_int(args.min_user_items, "--min-user-items", minimum=0),
-        check_int(args.min_item_users, "--min-item-users", minimum=0),
-        check_int(args.split_seed, "--split-seed", minimum=0, maximum=SEED_MAX),
-    ]
-    if args.min_rating is not None and not math.isfinite(args.min_rating):
-        checks.append(f"--min-rating {args.min_rating}: must be a finite number")
-    return [c for c in checks if c]
-
-
-def preflight(args: argparse.Namespace, *, tune: bool = False) -> dict:
-    """Check every option of ``run`` / ``tune`` before anything is loaded or fitted.
-
-    Returns:
-        {"names", "seeds", "params"}.
-
-    Raises:
-        UsageError: with every problem found (the CLI prints them all and exits 2).
-    """
-    problems: list[str] = []
-    try:
-        names = registry.resolve(args.models)
-    except registry.UnknownModelError as exc:
-        names, problems = [], [f"--models {args.models}: {exc}"]
-    seeds, found = parse_seeds(args)
-    problems += found
-    params, found, notes = parse_params(args.param, names)
-    problems += found
-    problems += [p for p in (
-        check_int(args.epochs, "--epochs", minimum=1),
-        check_int(args.trials, "--trials", minimum=1 if tune else 0),
-        check_int(getattr(args, "workers", None), "--workers", minimum=1),
-        check_positive(args.timeout, "--timeout"),
-        check_positive(getattr(args, "time_budget", None), "--time-budget"),
-        check_device(args.device),
-    ) if p]
-    problems += _data_problems(args)
-    metrics = list(DEFAULT_METRICS)
-    for m in (getattr(args, "metrics", None) or "").split(","):
-        if m.strip():
-            try:
-                parse_metric(m)
-            except ValueError as exc:
-                problems.append(f"--metrics: {exc}")
-                continue
-            if m.strip().lower() not in metrics:
-                metrics.append(m.strip().lower())
-    reference = getattr(args, "reference", None)
-    if reference is not None and reference not in registry.available():
-        problems.append(f"--reference {reference}: no such model; available: "
-                        f"{', '.join(registry.available())}")
-    problems += [p for p in (check_writable_dir(args.results_dir, "--results-dir"),) if p]
-    if not tune and not args.no_report:
-        problems += [p for p in (check_writable_dir(args.report_dir, "--report-dir"),) if p]
-    if getattr(args, "mlflow", None) is not None:
-        from ..tracking import mlflow_problems
-
-        problems += mlflow_problems(args.mlflow)
-    if problems:
-        raise UsageError(problems)
-    for n in notes:
-        logger.warning(f"warning: {n}")
-    return {"names": names, "seeds": seeds, "params": params, "metrics": metrics}
-
-
-def _run_setup(args: argparse.Namespace) -> tuple[dict, list[str], dict]:
+def run_config(args: argparse.Namespace):
     """The experiment file (if any) under the command line, then every check: returns
-    (checked options, datasets, effective configuration)."""
+    (:class:`benchmark.runner.RunConfig`, the effective configuration for ``--dump-config``)."""
     from ..experiment import apply_config, effective_config
+    from ..runner import RunConfig
 
-    parser = args.run_parser
     if args.config:
         argv = list(getattr(args, "argv", None) or [])
-        apply_config(args, parser, argv[argv.index("run") + 1:] if "run" in argv else argv)
+        apply_config(args, args.run_parser, argv[argv.index("run") + 1:] if "run" in argv else argv)
     datasets = [args.dataset] if args.dataset else list(getattr(args, "datasets", None) or [])
     missing = [m for m, ok in (("--models MODELS (or [models.NAME] in --config)", args.models),
                                ("--dataset NAME (or datasets in --config)", datasets)) if not ok]
     if missing:
         raise UsageError([f"{m} is required" for m in missing])
-    args.dataset = datasets[0]
+    args.dataset = datasets[0]  # the data checks read it; every dataset is checked alike
     checked = preflight(args)  # every problem at once, before any data or fit
     args.datasets = datasets
-    return checked, datasets, effective_config(args, parser, checked["params"], checked["seeds"])
+    experiment = effective_config(args, args.run_parser, checked["params"], checked["seeds"])
+    cfg = RunConfig(
+        models=args.models, datasets=datasets, data_dir=args.data_dir, split_seed=args.split_seed,
+        protocol_overrides=_protocol_overrides(args), file_options=_file_options(args),
+        results_dir=args.results_dir, seeds=checked["seeds"], device=args.device,
+        epochs=args.epochs, trials=args.trials, timeout=args.timeout, storage=args.storage,
+        force=args.force, progress=show_progress(args), report=not args.no_report,
+        report_dir=args.report_dir, metrics=checked["metrics"], params=checked["params"],
+        reference=args.reference, time_budget=args.time_budget,
+        save_models=bool(args.save_models), plan_only=bool(args.plan), mlflow=args.mlflow,
+        experiment=experiment)
+    return cfg, experiment
 
 
 def show_progress(args: argparse.Namespace) -> bool:
