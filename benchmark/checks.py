@@ -13,13 +13,11 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from . import registry
 from .evaluate import DEFAULT_METRICS, parse_metric
+from .fsutil import check_writable_dir
 from .logs import logger
 
 SEED_MAX = 2**32  # numpy's SeedSequence / default_rng accept [0, 2**32) here
@@ -169,31 +167,6 @@ def check_device(device: str) -> str | None:
         FitOptions(device=device).resolve_device()
     except (RuntimeError, ValueError) as exc:
         return f"--device {device}: {exc}"
-    return None
-
-
-def check_writable_dir(path: str | os.PathLike, option: str) -> str | None:
-    """A problem line unless ``path`` is a folder we can write to, or can be created as one.
-
-    Creates nothing: it probes writing with a temporary file in the folder, or in its
-    nearest existing ancestor when it does not exist yet, so read-only mounts and
-    permissions are found whoever runs it (root included).
-    """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        return f"{option} {p}: is a file, not a folder; pass a folder (it is created if missing)"
-    probe = p.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{option} {p}: {probe} is a file, so the folder cannot be created there"
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".write-check-", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        return (f"{option} {p}: cannot write in {probe} ({exc.strerror or exc}); pass a folder "
-                f"you can write to")
     return None
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from .evaluate import DEFAULT_METRICS
 from .results import row_label
 
-__all__ = ["format_table", "format_tuning", "format_params", "format_split"]
+__all__ = ["format_table", "format_tuning", "format_params", "format_split", "format_datasets"]
 
 
 def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
@@ -127,4 +127,26 @@ def format_split(split: Any) -> str:
     ]
     if c:
         out.append(f"raw rows           {c.get('raw_rows', 0):,}  -> positives {c.get('positives', 0):,}")
+    return "\n".join(out)
+
+
+def format_datasets(data_dir: str) -> str:
+    """``datasets``: each dataset, whether its raw and processed data are on disk, its source."""
+    from pathlib import Path
+
+    from .data import dataset_dir, dataset_names, get_dataset
+
+    rows = []
+    for name in dataset_names():
+        spec = get_dataset(name)
+        root = dataset_dir(spec, data_dir)
+        raw = "generated" if spec.generated else ("yes" if spec.raw_present(root / "raw") else "no")
+        processed = "yes" if any((root / "processed").glob("*/meta.json")) else "no"
+        rows.append((name, raw, processed, spec.description, spec.source))
+    w = max(len(r[0]) for r in rows)
+    out = [f"{'name'.ljust(w)}  raw        processed  description / source"]
+    for name, raw, processed, desc, src in rows:
+        out.append(f"{name.ljust(w)}  {raw.ljust(9)}  {processed.ljust(9)}  {desc}")
+        out.append(f"{''.ljust(w)}  {''.ljust(9)}  {''.ljust(9)}  source: {src}")
+    out.append(f"\ndata root: {Path(data_dir).resolve()}  (raw files go in <root>/<name>/raw/)")
     return "\n".join(out)

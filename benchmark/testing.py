@@ -21,8 +21,9 @@ taste blocks; popularity cannot see the blocks, co-occurrence can):
    first, without fold-in items;
 7. the model beats popularity on test NDCG@100 by ``margin`` (0.02).
 
-Cheap settings: the class attribute ``conformance_params`` (constructor parameters that fit
-in seconds, e.g. fewer epochs) and ``FitOptions.epochs`` capped at ``epochs``.
+Cheap settings: the model's :meth:`~benchmark.model.Recommender.conformance_params`
+(constructor parameters that fit in seconds, e.g. fewer epochs) and ``FitOptions.epochs``
+capped at ``epochs``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def setup(model: str | type[Recommender], params: dict[str, Any] | None = None, 
     cls = _resolve(model)
     names = set(cls._param_names())
     merged = dict(cls.default_params("planted"))
-    extra = {**(getattr(cls, "conformance_params", None) or {}), **(params or {})}
+    extra = {**cls.conformance_params(), **(params or {})}
     merged.update({k: v for k, v in extra.items() if k in names})
     # one thread: tiny problems, and no thread pools fighting over shared cores
     return cls, merged, FitOptions(seed=seed, device="cpu", epochs=epochs, progress=False, threads=1)

@@ -84,7 +84,7 @@ def mlflow_problems(uri: str | None) -> list[str]:
         return [f"{MLFLOW_MISSING} (importing it failed: {type(exc).__name__}: {exc})"]
     path = local_path(uri)
     if path is not None:
-        from .checks import check_writable_dir
+        from .fsutil import check_writable_dir
 
         problem = check_writable_dir(path, "--mlflow")
         if problem:

@@ -15,7 +15,7 @@ For each name in ``benchmark.registry.available()`` (the built-ins, entry points
 
 The checks themselves are :mod:`benchmark.testing` (importable, so a package that registers
 models runs them in its own CI). Models train with cheap settings: ``CHEAP`` below for the
-built-ins, a class attribute ``conformance_params`` (a dict of constructor params) for a
+built-ins, the classmethod ``conformance_params()`` (a dict of constructor params) for a
 plugin that needs one, and a cap of 200 epochs (``FitOptions.epochs``) for the rest.
 """
 

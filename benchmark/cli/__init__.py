@@ -41,10 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        lines = exc.problems
-        print("error: " + lines[0] if len(lines) == 1 else
-              f"error: {len(lines)} problems, nothing was run:\n  - " + "\n  - ".join(lines),
-              file=sys.stderr)
+        p = exc.problems
+        msg = p[0] if len(p) == 1 else f"{len(p)} problems, nothing was run:\n  - " + "\n  - ".join(p)
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     except (DatasetError, registry.UnknownModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -54,6 +53,3 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -5,32 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .. import registry
 from ..checks import (
     UsageError,
     check_writable_dir,
 )
-from ..data import dataset_dir, dataset_names, get_dataset
 from ..logs import logger
 from .options import _split_from_args, preflight, run_config
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    rows = []
-    for name in dataset_names():
-        spec = get_dataset(name)
-        root = dataset_dir(spec, args.data_dir)
-        raw = "generated" if spec.generated else ("yes" if spec.raw_present(root / "raw") else "no")
-        processed = "yes" if any((root / "processed").glob("*/meta.json")) else "no"
-        rows.append((name, raw, processed, spec.description, spec.source))
-    w = max(len(r[0]) for r in rows)
-    print(f"{'name'.ljust(w)}  raw        processed  description / source")
-    for name, raw, processed, desc, src in rows:
-        print(f"{name.ljust(w)}  {raw.ljust(9)}  {processed.ljust(9)}  {desc}")
-        print(f"{''.ljust(w)}  {''.ljust(9)}  {''.ljust(9)}  source: {src}")
-    print(f"\ndata root: {Path(args.data_dir).resolve()}  (raw files go in <root>/<name>/raw/)")
+    from ..summary import format_datasets
+
+    print(format_datasets(args.data_dir))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from ..data.preprocess import REFERENCE_SEED
 from .commands import cmd_datasets, cmd_models, cmd_prepare, cmd_report, cmd_run, cmd_tune
@@ -74,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_listing_commands, _add_run_command, _add_tune_command, _add_report_command):
+        add(sub)
+    return p
 
+
+def _add_listing_commands(sub: Any) -> None:
     s = sub.add_parser("datasets", help="list datasets, their sources, and what is on disk")
     s.add_argument("--data-dir", default=os.environ.get("BENCHMARK_DATA_DIR", "datasets"))
     s.set_defaults(func=cmd_datasets)
@@ -95,44 +101,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_dir(s)
     s.set_defaults(func=cmd_models)
 
-    def add_run_opts(s: argparse.ArgumentParser, *, models_required: bool = True) -> None:
-        s.add_argument("--models", required=models_required, default=None,
-                       help="comma-separated model names, or all")
-        s.add_argument("--results-dir", default="results", help="where rows and arrays go (default ./results)")
-        s.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
-        s.add_argument("--seeds", default=None, metavar="S1,S2,...",
-                       help="several model seeds, e.g. 0,1,2: every model is fitted once per "
-                       "seed and the report averages over them (overrides --seed)")
-        s.add_argument(
-            "--param",
-            action="append",
-            default=[],
-            metavar="MODEL.NAME=VALUE",
-            help="override a hyperparameter (repeatable), e.g. --param multvae.anneal_cap=auto "
-            "--param ease.l2=250; values are JSON (numbers, true/false, lists) or strings; "
-            "tuning keeps it fixed in every trial",
-        )
-        s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        s.add_argument("--epochs", type=int, default=None, help="cap epochs of iterative models (quick looks)")
-        s.add_argument("--timeout", type=float, default=None, help="tuning time budget per model, seconds")
-        s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under --results-dir)")
-        s.add_argument("--no-progress", action="store_true", help="no progress bars")
-        s.add_argument("--progress", action="store_true",
-                       help="progress bars even when standard error is not a terminal (by "
-                       "default they show on a terminal only)")
-        s.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="warnings and errors only")
-        s.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                       help="debug messages too")
-        s.add_argument("--metrics", default=None, metavar="M1,M2,...",
-                       help="metrics to record besides the paper's recall@20, recall@50 and "
-                       "ndcg@100: precision@K, map@K, mrr@K, hitrate@K, coverage@K, recall@K, "
-                       "ndcg@K (definitions: docs/metrics.md)")
-        s.add_argument("--check", action="store_true",
-                       help="check every option (models, --param values, seeds, device, "
-                       "folders) and exit without loading data or fitting")
-        _add_models_dir(s)
 
+def _add_run_opts(s: argparse.ArgumentParser, *, models_required: bool = True) -> None:
+    s.add_argument("--models", required=models_required, default=None,
+                   help="comma-separated model names, or all")
+    s.add_argument("--results-dir", default="results", help="where rows and arrays go (default ./results)")
+    s.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    s.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="several model seeds, e.g. 0,1,2: every model is fitted once per "
+                   "seed and the report averages over them (overrides --seed)")
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="MODEL.NAME=VALUE",
+        help="override a hyperparameter (repeatable), e.g. --param multvae.anneal_cap=auto "
+        "--param ease.l2=250; values are JSON (numbers, true/false, lists) or strings; "
+        "tuning keeps it fixed in every trial",
+    )
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--epochs", type=int, default=None, help="cap epochs of iterative models (quick looks)")
+    s.add_argument("--timeout", type=float, default=None, help="tuning time budget per model, seconds")
+    s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under --results-dir)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.add_argument("--progress", action="store_true",
+                   help="progress bars even when standard error is not a terminal (by "
+                   "default they show on a terminal only)")
+    s.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="warnings and errors only")
+    s.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="debug messages too")
+    s.add_argument("--metrics", default=None, metavar="M1,M2,...",
+                   help="metrics to record besides the paper's recall@20, recall@50 and "
+                   "ndcg@100: precision@K, map@K, mrr@K, hitrate@K, coverage@K, recall@K, "
+                   "ndcg@K (definitions: docs/metrics.md)")
+    s.add_argument("--check", action="store_true",
+                   help="check every option (models, --param values, seeds, device, "
+                   "folders) and exit without loading data or fitting")
+    _add_models_dir(s)
+
+
+def _add_run_command(sub: Any) -> None:
     s = sub.add_parser(
         "run",
         help="fit, select on validation, evaluate on test; append results; print a table",
@@ -142,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_RUN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_run_opts(s, models_required=False)
+    _add_run_opts(s, models_required=False)
     _add_data_args(s, dataset_required=None)
     s.add_argument("--config", default=None, metavar="FILE.toml",
                    help="an experiment file: datasets, [models.NAME] tables with parameters, "
@@ -173,13 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "cf-benchmark/<dataset>; needs pip install 'cf-benchmark[mlflow]'")
     s.set_defaults(func=cmd_run, run_parser=s)
 
+
+def _add_tune_command(sub: Any) -> None:
     s = sub.add_parser(
         "tune",
         help="tune models with Optuna on validation NDCG@100 (resumable, multi-worker)",
         description="Tune each model's hyperparameters with Optuna (TPE, seeded; paper defaults "
         "as the first trial) on validation NDCG@100. Test users are never read.",
     )
-    add_run_opts(s)
+    _add_run_opts(s)
     _add_data_args(s)
     s.add_argument("--trials", type=int, required=True, help="trials per model (in total, across workers)")
     s.add_argument("--study", default=None, help="study name (default: <dataset>-<model>-<split hash>-<config hash>; the config hash covers --param, --epochs, --seed, the suite version and the model source)")
@@ -188,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prune iterative models' poor trials by epoch (default median)")
     s.set_defaults(func=cmd_tune)
 
+
+def _add_report_command(sub: Any) -> None:
     s = sub.add_parser("report", help="render tables and figures from a results folder")
     s.add_argument("--results-dir", default="results")
     s.add_argument("--out", default="reports", help="output folder (default ./reports)")
@@ -195,4 +208,3 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test every model against this one (default: multvae when present, "
                    "else the best model by validation NDCG@100, per dataset)")
     s.set_defaults(func=cmd_report)
-    return p
