@@ -213,14 +213,12 @@ def build_jobs(cfg: RunConfig, split: Split, classes: dict[str, type[Recommender
             continue
         tuning: dict[str, Any] = {}
         if cfg.trials > 0:
-            try:
-                params, tuning = _tuned(cfg, name, split, params, overrides, seeds[0])
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                failures.append(f"{name}: {exc}")
-                log(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+            tuned, failed = _tune(cfg, name, split, overrides, seeds[0])
+            if failed:
+                failures += failed
                 continue
+            _, best, tuning = tuned[0]
+            params = {**params, **best, **overrides}
         facts = {"config_key": config, "overrides": overrides, "epochs_cap": cfg.epochs,
                  "split_hash": split.split_hash, "split_seed": split.meta.get("seed"),
                  **({"experiment": cfg.experiment} if cfg.experiment else {}),
@@ -252,16 +250,13 @@ def _found(cfg: RunConfig, store: ResultStore, done: dict, key: str, found: list
     return True
 
 
-def _tuned(cfg: RunConfig, name: str, split: Split, params: dict[str, Any],
-           overrides: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The parameters after tuning (best trial, overrides kept) and the tuning facts."""
-    from .tuning import tune_model
+def _tune(cfg: RunConfig, name: str, split: Split, overrides: dict[str, Any], seed: int):
+    """Tune one model (``cfg.trials`` trials, overrides fixed): ``tuning.batch.tune_models``."""
+    from .tuning.batch import tune_models
 
-    best, info = tune_model(name, split, trials=cfg.trials, timeout=cfg.timeout,
-                            storage=cfg.storage, results_dir=cfg.results_dir, seed=seed,
-                            device=cfg.device, epochs=cfg.epochs, progress=cfg.progress,
-                            fixed_params=overrides)
-    return {**params, **best, **overrides}, info
+    return tune_models([name], split, fixed_params={name: overrides}, trials=cfg.trials,
+                       timeout=cfg.timeout, storage=cfg.storage, results_dir=cfg.results_dir,
+                       seed=seed, device=cfg.device, epochs=cfg.epochs, progress=cfg.progress)
 
 
 def write_result(store: ResultStore, result: JobResult) -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ from benchmark.registry import register
 class ItemKNN(ItemItemRecommender):
     """Item kNN: cosine item-item similarity, k neighbours per item (example plugin)."""
 
+    display_name = "Item kNN"  # how reports name it (default: the registry name)
+
     def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
         self.k = k
         self.shrink = shrink
@@ -43,6 +45,27 @@ class ItemKNN(ItemItemRecommender):
         sim = co.data / (norms[co.row] * norms[co.col] + self.shrink)
         sim = sp.csr_matrix((sim, (co.row, co.col)), shape=co.shape)
         self.weights_ = _keep_top_k_per_column(sim, self.k)
+
+    @classmethod
+    def estimate_cost(cls, shape, params, options):
+        """The run plan's line: the fit timed on a sample of items of the training matrix
+        (real when the data was read, else synthetic of its shape), scaled by the number of
+        co-occurring pairs (the co-occurrence product's work); peak = those pairs as COO
+        (4-byte value, two 4-byte indices) three times over, plus the kept weights."""
+        from benchmark.cost import Estimate, timed
+
+        x = shape.train_matrix()
+        n = x.shape[1]
+        m = min(n, 1000)
+        cols = np.sort(np.random.default_rng(0).choice(n, size=m, replace=False))
+        xs = sp.csr_matrix(x[:, cols])
+        model = cls(**params)
+        t = timed(lambda: model._fit(xs, None, options), repeats=1)
+        pairs = float((np.diff(x.indptr).astype(np.float64) ** 2).sum())
+        pairs_s = max(1.0, float((np.diff(xs.indptr).astype(np.float64) ** 2).sum()))
+        nnz = min(pairs, float(n) * n)
+        peak = int(nnz * 12 * 3 + n * min(params["k"], n) * 12)
+        return Estimate(t * pairs / pairs_s, peak, f"fit timed on {m:,} items, x co-occurring pairs")
 
     @classmethod
     def search_space(cls, trial) -> dict:

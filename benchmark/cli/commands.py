@@ -88,8 +88,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         device=args.device, epochs=args.epochs, progress=not args.no_progress,
         workers=args.workers, pruner=args.pruner)
     if results:
-        print(format_tuning(results), flush=True)
-        logger.info(f"storage: {results[0][1]['storage']}  (rerun the same command to resume or "
+        print(format_tuning([(name, info) for name, _, info in results]), flush=True)
+        logger.info(f"storage: {results[0][2]['storage']}  (rerun the same command to resume or "
                     "extend with a larger --trials; `run --trials N` trains the best and tests once)")
     if failures:
         logger.warning("failed: " + "; ".join(failures))

@@ -1,0 +1,97 @@
+"""A run is a list of picklable fit jobs; one writer; run_experiment's report switch."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+from conftest import REPO
+
+from benchmark import registry
+from benchmark.jobs import FitJob, ModelRef, SequentialExecutor, fit_job
+from benchmark.results import ResultStore
+from benchmark.runner import RunConfig, build_jobs, run, write_result
+
+
+def _jobs(tmp_path, split, models="popularity,ease", seeds=(0,)):
+    cfg = RunConfig(models=models, results_dir=str(tmp_path / "r"), seeds=seeds, progress=False,
+                    report=False)
+    classes = {n: registry.get(n) for n in registry.resolve(models)}
+    return cfg, build_jobs(cfg, split, classes, ResultStore(cfg.results_dir))
+
+
+def test_jobs_are_picklable_and_name_their_model_by_registry_name(planted_split, tmp_path):
+    _, (jobs, found, failures) = _jobs(tmp_path, planted_split, seeds=(0, 1))
+    assert not found and not failures
+    assert [(j.model.name, j.seed) for j in jobs] == [("popularity", 0), ("popularity", 1),
+                                                        ("ease", 0), ("ease", 1)]
+    for job in jobs:
+        back = pickle.loads(pickle.dumps(job))
+        assert isinstance(back, FitJob) and back == job
+        assert back.model.plugin_file is None and len(back.model.source_hash) == 16
+    assert len({j.run_key for j in jobs}) == 4
+
+
+def test_fit_job_gives_what_the_sequential_run_writes(planted_split, tmp_path):
+    """The rows a job returns are the rows run writes (same numbers), and the writer puts
+    the arrays beside them."""
+    cfg, (jobs, _, _) = _jobs(tmp_path, planted_split, models="ease")
+    result = fit_job(pickle.loads(pickle.dumps(jobs[0])), planted_split)
+    assert result.ok and [r["part"] for r in result.rows] == ["valid", "test"]
+    rows, failures = run(cfg, planted_split)
+    assert not failures
+    for mine, written in zip(result.rows, rows):
+        assert mine["run_key"] == written["run_key"]
+        assert mine["metrics"] == written["metrics"]
+    store = ResultStore(cfg.results_dir)
+    assert np.array_equal(store.load_arrays(rows[1]["id"])["ndcg@100"],
+                          result.arrays[rows[1]["id"]]["ndcg@100"])
+
+
+def test_a_failing_job_is_an_error_not_an_exception(planted_split, tmp_path):
+    cfg, (jobs, _, _) = _jobs(tmp_path, planted_split, models="ease")
+    bad = FitJob(**{**jobs[0].__dict__, "params": {**jobs[0].params, "l2": -1.0}})
+    (result,) = list(SequentialExecutor().map([bad], planted_split))
+    assert not result.ok and "l2=-1.0" in result.error and not result.rows
+    assert write_result(ResultStore(cfg.results_dir), result) == []
+    assert not (tmp_path / "r" / "results.jsonl").exists()
+
+
+def test_a_plugin_job_carries_its_file_and_a_worker_refuses_other_code(tmp_path):
+    """A plugin class exists only where its file was imported: the reference names the
+    file, and a process that never imported it resolves the class from it; a file whose
+    code differs from the driver's is refused."""
+    plugin = tmp_path / "mine.py"
+    plugin.write_text((REPO / "models" / "itemknn.py").read_text().replace('"itemknn"', '"mine"'))
+    registry.import_plugin(plugin)
+    try:
+        ref = ModelRef.of(registry.get("mine"))
+    finally:  # keep the process's registry as the other tests expect it
+        registry._REGISTRY.pop("mine", None)
+        sys.modules.pop("benchmark_plugin_mine", None)
+    assert ref.plugin_file == str(plugin)
+    code = ("import pickle, sys; ref = pickle.loads(sys.stdin.buffer.read()); "
+            "print(ref.resolve().__name__)")
+    env = {"PYTHONPATH": str(REPO), "BENCHMARK_MODELS_DIR": str(tmp_path / "none"), "PATH": ""}
+    p = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(ref), capture_output=True,
+                       env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().strip() == "ItemKNN"
+    plugin.write_text(plugin.read_text() + "\n# edited\n")
+    p = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(ref), capture_output=True,
+                       env=env, cwd=tmp_path)
+    assert p.returncode != 0 and b"differs from the driver's" in p.stderr
+
+
+def test_run_experiment_report_false_renders_no_report(tmp_path):
+    from benchmark.api import run_experiment
+
+    rows = run_experiment("popularity", "synthetic", data_dir=tmp_path / "d",
+                          results_dir=str(tmp_path / "r"), report_dir=str(tmp_path / "rep"),
+                          report=False)
+    assert len(rows) == 2 and not (tmp_path / "rep").exists()
+    lines = (tmp_path / "r" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(x)["part"] for x in lines] == ["valid", "test"]
