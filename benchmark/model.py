@@ -37,8 +37,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .options import EpochReport, FitOptions
+from .resources import available_cpus
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cost import DataShape, Estimate
     from .protocol import HeldOut
 
 __all__ = ["EpochReport", "FitOptions", "Recommender", "IterativeRecommender",
@@ -74,13 +76,6 @@ def seed_streams(seed: int, *names: str) -> dict[str, int]:
             for n, c in zip(names, children, strict=True)}
 
 
-def available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
-
-
 class Recommender:
     """Base class of every model (scikit-learn conventions).
 
@@ -98,10 +93,18 @@ class Recommender:
         description: one line shown by ``python -m benchmark models``.
         iterative: True for models trained by epochs (they report validation NDCG@100).
         epochs_param: the parameter ``--epochs`` caps (default ``epochs``).
+        display_name: how reports and papers name the model ("Mult-VAE", "EASE"); empty:
+            the registry name (:meth:`label_for_reports`).
+
+    Hooks a model may override, each with a default: :meth:`default_params`,
+    :meth:`search_space`, :meth:`param_problems`, :meth:`skip_reason`,
+    :meth:`estimate_cost` (the run plan), :meth:`conformance_params` (cheap settings for
+    :mod:`benchmark.testing`), :meth:`results_extra`.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     iterative: ClassVar[bool] = False
     #: The constructor parameter that ``--epochs`` caps (None: ``epochs`` when the model
     #: has one). Results fitted below it are labelled "capped".
@@ -165,6 +168,39 @@ class Recommender:
     def skip_reason(cls, stats: dict[str, Any], *, explicit: bool) -> str | None:
         """A reason not to run on a dataset of this size when not asked for by name."""
         return None
+
+    @classmethod
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate | None:
+        """The fit's time and peak memory on data of ``shape``, before any fit (the run plan).
+
+        Args:
+            shape: the data's counts (:class:`benchmark.cost.DataShape`); its
+                ``train_matrix()`` / ``valid_part()`` are the real matrices when read, else
+                synthetic ones of that shape, so an estimate may time the model's own
+                kernel on them (briefly: a plan times every model).
+            params: the hyperparameters the fit will get (defaults filled in).
+            options: the run's options (device, threads, the epochs cap).
+
+        Returns:
+            An :class:`benchmark.cost.Estimate` (seconds with validation passes, peak bytes
+            on the device with the data, and how they were found), or None: "no estimate"
+            (the default).
+        """
+        return None
+
+    @classmethod
+    def conformance_params(cls) -> dict[str, Any]:
+        """Constructor parameters that make a fit cheap (seconds on the small planted data of
+        :mod:`benchmark.testing`) while the model still learns, e.g. ``{"epochs": 40}``.
+
+        Only the conformance checks use them; default: no overrides.
+        """
+        return {}
+
+    @classmethod
+    def label_for_reports(cls) -> str:
+        """``display_name``, else the registry name, else the class name."""
+        return cls.display_name or cls.name or cls.__name__
 
     # --- training and inference (template methods) ---------------------------------------
     def fit(

@@ -8,34 +8,25 @@ with the hardware, the threads and the parameters. A model whose estimate exceed
 memory available (``BENCHMARK_MEMORY_LIMIT`` caps it) or ``--time-budget`` is named with
 its estimate before anything is fitted.
 
-Models implement ``estimate_cost(split, params, options) -> Estimate`` (a classmethod);
-those without one are listed as "no estimate".
+Models implement ``estimate_cost(shape, params, options) -> Estimate | None`` (a classmethod
+of :class:`benchmark.model.Recommender`; ``shape`` a :class:`benchmark.cost.DataShape`);
+those returning None are listed as "no estimate". A plan is made from a split or from a
+shape alone (counts, no matrices: the models then time synthetic matrices of that shape).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
 from . import registry
+from .cost import DataShape, Estimate
 from .model import FitOptions
 from .protocol import Split
+from .resources import available_memory
+from .units import fmt_bytes, fmt_seconds
 
-
-@dataclass
-class Estimate:
-    """A model's estimated fit time (seconds, validation passes included) and peak memory
-    (bytes on its device, the data included), with the formula that gave them."""
-
-    seconds: float | None
-    peak_bytes: int | None
-    detail: str = ""
+__all__ = ["PlanRow", "format_plan", "make_plan"]
 
 
 @dataclass
@@ -46,83 +37,37 @@ class PlanRow:
     problem: str | None = None
 
 
-def timed(fn: Callable[[], Any], repeats: int = 3) -> float:
-    """Median wall time of ``fn`` over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def user_sample(x: sp.csr_matrix, fraction: float, minimum: int, seed: int = 0) -> sp.csr_matrix:
-    """A random sample of the rows of ``x`` (at least ``minimum`` rows, at most all)."""
-    n = x.shape[0]
-    k = int(min(n, max(minimum, round(fraction * n))))
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-    return sp.csr_matrix(x[rows])
-
-
-def validation_seconds(model: Any, split: Split, users: int = 1000) -> float:
-    """Seconds of one validation NDCG@100 pass, timed on up to ``users`` validation users."""
-    from .evaluate import validation_ndcg
-
-    n = split.valid.n_users
-    if n == 0:
-        return 0.0
-    k = min(n, users)
-    sub = split.valid.subset(np.arange(k))
-    t = time.perf_counter()
-    validation_ndcg(model.score, sub)
-    return (time.perf_counter() - t) * n / k
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
-
-
 def make_plan(
     names: list[str],
-    split: Split,
+    shape: DataShape | Split,
     params: dict[str, dict[str, Any]],
     options: FitOptions,
     *,
     time_budget: float | None = None,
     memory_limit: int | None = None,
 ) -> list[PlanRow]:
-    """Estimate every model; mark those over the memory available or the time budget."""
-    from .models.ease import available_memory
+    """Estimate every model; mark those over the memory available or the time budget.
 
+    Args:
+        names: registered model names.
+        shape: the data's :class:`DataShape`, or a ``Split`` (its shape is taken).
+        params: per model, parameters over its defaults for ``shape.dataset``.
+        options: the run's options (device, threads, epochs cap).
+        time_budget: seconds; a model estimated above it is marked.
+        memory_limit: bytes; caps the memory available (as ``BENCHMARK_MEMORY_LIMIT``).
+    """
+    if isinstance(shape, Split):
+        shape = DataShape.from_split(shape)
     device = options.resolve_device()
     rows = []
     for name in names:
         cls = registry.get(name)
-        p = {**cls.default_params(split.meta.get("dataset")), **params.get(name, {})}
-        est = None
+        p = {**cls.default_params(shape.dataset), **params.get(name, {})}
         problem = None
-        fn = getattr(cls, "estimate_cost", None)
-        if fn is not None:
-            try:
-                est = fn(split, p, options)
-            except Exception as exc:  # an estimate must never stop a run
-                est = Estimate(None, None, f"no estimate ({type(exc).__name__}: {exc})")
+        try:
+            est = cls.estimate_cost(shape, p, options)
+        except Exception as exc:  # an estimate must never stop a run
+            est = Estimate(None, None, f"no estimate ({type(exc).__name__}: {exc})")
         if est is not None and est.peak_bytes is not None:
             avail = available_memory(device, memory_limit)
             if est.peak_bytes > avail:

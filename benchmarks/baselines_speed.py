@@ -93,7 +93,7 @@ def ease_child(method: str, data: Path, lam: float) -> dict:
     x = load_csr(data)
     base = _rss("VmRSS")
     if method.startswith("numpy-inv"):
-        from benchmark.models.ease import gram_dense
+        from benchmark.models.linalg import gram_dense
 
         dtype = "float64" if method.endswith("f64") else "float32"
         from benchmark.model import available_cpus

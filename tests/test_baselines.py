@@ -11,12 +11,16 @@ import scipy.sparse as sp
 from benchmark.evaluate import evaluate
 from benchmark.model import FitOptions
 from benchmark.models import ease as ease_mod
+from benchmark.models import linalg
 from benchmark.models import slim as slim_mod
 from benchmark.models import wmf as wmf_mod
-from benchmark.models.ease import EASE, InsufficientMemoryError
+from benchmark.models.ease import EASE
 from benchmark.models.lightfm import LightFMRecommender
 from benchmark.models.slim import SLIM, SlimTimeBudgetError
 from benchmark.models.wmf import WMF, fold_in_factors
+from benchmark.resources import InsufficientMemoryError
+from benchmark.torch_parts import dense_on_device
+from benchmark.units import parse_bytes
 
 CPU = FitOptions(seed=0, device="cpu", progress=False, threads=1)
 
@@ -55,11 +59,11 @@ def test_ease_equals_direct_numpy_solve():
 def test_ease_in_place_blocks_match_with_odd_sizes():
     # block sizes smaller than the catalogue exercise the blocked Gram and symmetrisation
     x = _binary(200, 97, 0.1, 3)
-    g = ease_mod.gram_dense(x, "float64", block=10)
+    g = linalg.gram_dense(x, "float64", block=10)
     np.testing.assert_array_equal(g, (x.T @ x).toarray())
-    np.testing.assert_array_equal(ease_mod.gram_dense(x, "float32", block=7, threads=3), g)
+    np.testing.assert_array_equal(linalg.gram_dense(x, "float32", block=7, threads=3), g)
     a = np.arange(49.0).reshape(7, 7)
-    ease_mod._symmetrise_upper(a, block=3)
+    linalg._symmetrise_upper(a, block=3)
     np.testing.assert_array_equal(a, a.T)
     np.testing.assert_array_equal(np.triu(a), np.triu(np.arange(49.0).reshape(7, 7)))
 
@@ -71,12 +75,12 @@ def test_ease_refuses_before_allocating_when_memory_is_short(monkeypatch):
     def no_allocation(*args, **kwargs):
         raise AssertionError("EASE allocated before checking its memory")
 
-    monkeypatch.setattr(ease_mod, "gram_dense", no_allocation)
+    monkeypatch.setattr(linalg, "gram_dense", no_allocation)
     with pytest.raises(InsufficientMemoryError) as err:
         EASE(l2=10.0).fit(x, options=CPU)
     assert isinstance(err.value, MemoryError)
     msg = str(err.value)
-    assert "needs about" in msg and "7.81 KiB" in msg and "1000 bytes" in msg and "available" in msg
+    assert "needs about" in msg and "7.8 KiB" in msg and "1000 B " in msg and "available" in msg
     assert "40 items^2 x 4 bytes x 1.25 copies" in msg  # 40 * 40 * 4 * 1.25 = 8000 bytes
     reason = EASE.skip_reason({"items": 40}, explicit=False)
     assert reason is not None and "needs about" in reason
@@ -84,11 +88,11 @@ def test_ease_refuses_before_allocating_when_memory_is_short(monkeypatch):
 
 def test_ease_memory_limit_from_environment(monkeypatch):
     monkeypatch.setenv("BENCHMARK_MEMORY_LIMIT", "1K")
-    with pytest.raises(InsufficientMemoryError, match="1.00 KiB"):
+    with pytest.raises(InsufficientMemoryError, match="1.0 KiB"):
         EASE(l2=10.0, dtype="float64").fit(_binary(50, 40, 0.2, 4), options=CPU)
     monkeypatch.setenv("BENCHMARK_MEMORY_LIMIT", "1G")
     EASE(l2=10.0).fit(_binary(50, 40, 0.2, 4), options=CPU)  # fits
-    assert ease_mod._parse_bytes("1.5GB") == int(1.5 * (1 << 30))
+    assert parse_bytes("1.5GB") == int(1.5 * (1 << 30))
 
 
 def test_ease_bad_parameters_are_named():
@@ -110,11 +114,11 @@ def test_ease_defaults_follow_the_dataset():
 def test_ease_torch_path_equals_lapack_path():
     """The CUDA code path (dense user chunks, torch Cholesky inverse) run on torch's CPU."""
     x = _binary(300, 120, 0.1, 12)
-    ref = ease_mod.ease_weights_cpu(x, 10.0, "float64")
-    got = ease_mod.ease_weights_torch(x, 10.0, "float64", "cpu", chunk=70)
+    ref = linalg.ease_weights_cpu(x, 10.0, "float64")
+    got = linalg.ease_weights_torch(x, 10.0, "float64", "cpu", chunk=70)
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-10)
     fold = _binary(9, 120, 0.2, 13)
-    dense = ease_mod.dense_on_device(fold, got.dtype, "cpu").numpy()
+    dense = dense_on_device(fold, got.dtype, "cpu").numpy()
     np.testing.assert_array_equal(dense, fold.toarray())
 
 

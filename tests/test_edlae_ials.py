@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from benchmark.cost import DataShape
 from benchmark.model import FitOptions
-from benchmark.models import ease as ease_mod
 from benchmark.models import edlae as edlae_mod
 from benchmark.models import ials as ials_mod
+from benchmark.models import linalg
 from benchmark.models.ease import EASE
 from benchmark.models.edlae import DLAE, EDLAE
 from benchmark.models.ials import IALS
+from benchmark.resources import InsufficientMemoryError
 
 CPU = FitOptions(seed=0, device="cpu", progress=False, threads=1)
 
@@ -84,9 +86,9 @@ def test_edlae_torch_path_equals_lapack_path(cls):
     ref = cls(dropout=0.4, l2=5.0, dtype="float64").fit(x, options=CPU).weights_
     scale = 0.4 / 0.6
     if cls.emphasized:
-        got = ease_mod.ease_weights_torch(x, 5.0, "float64", "cpu", chunk=70, diag_scale=scale)
+        got = linalg.ease_weights_torch(x, 5.0, "float64", "cpu", chunk=70, diag_scale=scale)
     else:
-        c, lam = ease_mod.regularised_inverse_torch(x, 5.0, "float64", "cpu", chunk=70, diag_scale=scale)
+        c, lam = linalg.regularised_inverse_torch(x, 5.0, "float64", "cpu", chunk=70, diag_scale=scale)
         got = c.mul_(-lam[None, :])
         got.diagonal().add_(1.0)
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-10)
@@ -125,14 +127,14 @@ def test_edlae_refuses_before_allocating_when_memory_is_short(monkeypatch):
     def no_allocation(*args, **kwargs):
         raise AssertionError("EDLAE allocated before checking its memory")
 
-    monkeypatch.setattr(ease_mod, "gram_dense", no_allocation)
-    with pytest.raises(ease_mod.InsufficientMemoryError, match="edlae needs about"):
+    monkeypatch.setattr(linalg, "gram_dense", no_allocation)
+    with pytest.raises(InsufficientMemoryError, match="edlae needs about"):
         EDLAE(l2=10.0).fit(_binary(50, 40, 0.2, 9), options=CPU)
     assert "needs about" in (EDLAE.skip_reason({"items": 40}, explicit=True) or "")
 
 
 def test_edlae_has_a_cost_estimate(planted_split):
-    est = EDLAE.estimate_cost(planted_split, EDLAE.default_params("planted"), CPU)
+    est = EDLAE.estimate_cost(DataShape.from_split(planted_split), EDLAE.default_params("planted"), CPU)
     n = planted_split.n_items
     assert est.seconds is not None and est.seconds > 0
     assert est.peak_bytes >= n * n * 4
@@ -291,7 +293,7 @@ def test_ials_defaults_search_space_and_bad_params():
 
 
 def test_ials_has_a_cost_estimate(planted_split):
-    est = IALS.estimate_cost(planted_split, {**IALS.default_params("planted"), "factors": 16}, CPU)
+    est = IALS.estimate_cost(DataShape.from_split(planted_split), {**IALS.default_params("planted"), "factors": 16}, CPU)
     assert est.seconds is not None and est.seconds > 0 and est.peak_bytes > 0
 
 

@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from benchmark.cost import DataShape
 from benchmark.model import FitOptions
 from benchmark.models.recvae import (
     LN_EPS,
@@ -304,7 +305,7 @@ def test_score_before_fit_and_wrong_width_raise(planted_split):
 
 
 def test_estimate_cost_counts_encoder_and_decoder_updates(planted_split):
-    est = RecVAE.estimate_cost(planted_split, dict(RecVAE.default_params(), **SMALL), FitOptions(**OPTS))
+    est = RecVAE.estimate_cost(DataShape.from_split(planted_split), dict(RecVAE.default_params(), **SMALL), FitOptions(**OPTS))
     assert est.seconds is not None and est.seconds > 0 and est.peak_bytes > 0
     assert "3 encoder updates" in est.detail and "1 decoder" in est.detail
 

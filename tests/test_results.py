@@ -51,9 +51,9 @@ def test_result_rows_follow_the_schema_and_a_newer_row_is_flagged(tmp_path):
     import dataclasses
     import json
 
+    from benchmark.api import run_experiment
     from benchmark.report.load import load_results
     from benchmark.results import SCHEMA_VERSION, ResultRow
-    from benchmark.api import run_experiment
 
     rows = run_experiment("popularity", "synthetic", data_dir=tmp_path / "d",
                           results_dir=tmp_path / "r", report_dir=None)

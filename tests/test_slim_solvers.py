@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 from benchmark.evaluate import evaluate
 from benchmark.model import FitOptions
-from benchmark.models import slim as slim_mod
 from benchmark.models.slim import SLIM
+from benchmark.models.slim_solvers import _GramSolver
 
 OPTS = FitOptions(progress=False, threads=2)
 
@@ -79,9 +79,9 @@ def test_both_solvers_agree_to_1e_6_at_a_tight_tolerance(ml100k_split):
 
 def test_gram_solver_grows_its_working_set_until_no_candidate_violates(planted_split, monkeypatch):
     """A first working set of one candidate forces many rounds; the result is the same."""
-    monkeypatch.setattr(slim_mod._GramSolver, "FIRST", 0.0)
-    monkeypatch.setattr(slim_mod._GramSolver, "ADD_MIN", 1)
-    monkeypatch.setattr(slim_mod._GramSolver, "GROW", 0.5)
+    monkeypatch.setattr(_GramSolver, "FIRST", 0.0)
+    monkeypatch.setattr(_GramSolver, "ADD_MIN", 1)
+    monkeypatch.setattr(_GramSolver, "GROW", 0.5)
     x = planted_split.train
     sparse, gram = _both(x, 0.5, 1.0, tol=1e-8, max_iter=2000)
     np.testing.assert_allclose(

@@ -12,26 +12,29 @@ The inverse is taken through the Cholesky factor (LAPACK ``potrf`` + ``potri`` i
 the CPU, ``torch.linalg.cholesky`` + ``cholesky_inverse`` on CUDA): about half the floating
 point work of a general ``inv`` (LU), and no second n x n matrix on the CPU.
 
-Before allocating, :func:`check_memory` estimates ``items^2 x bytes x copies`` and raises
-:class:`InsufficientMemoryError` (a ``MemoryError``) naming the estimate and the memory
-available, instead of being killed by the operating system half-way.
+The kernels (Gram matrix, in-place Cholesky inverse, zero-diagonal step) are
+:mod:`benchmark.models.linalg`'s, shared with EDLAE, DLAE and SLIM's gram solver. Before
+allocating, :func:`benchmark.resources.check_memory` estimates ``items^2 x bytes x copies``
+and raises :class:`~benchmark.resources.InsufficientMemoryError` (a ``MemoryError``) naming
+the estimate and the memory available, instead of being killed by the operating system
+half-way.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
 
-from ..model import FitOptions, ItemItemRecommender, available_cpus
+from ..cost import DataShape, Estimate, timed
+from ..model import FitOptions, ItemItemRecommender
 from ..protocol import HeldOut
 from ..registry import register
-from ..torch_parts import dense_on_device  # noqa: F401  (edlae imports it from here)
+from ..resources import DENSE_COPIES, available_cpus, check_memory, dense_weights_skip_reason
+from .linalg import _cholesky_inverse, ease_weights_cpu, ease_weights_torch, gram_dense
 
-__all__ = ["EASE", "InsufficientMemoryError", "available_memory", "check_memory"]
+__all__ = ["EASE", "DEFAULT_LAMBDA", "PAPER_LAMBDA"]
 
 #: Steck (2019) lambdas on the paper's data sets; other data sets get DEFAULT_LAMBDA.
 PAPER_LAMBDA = {"ml-20m": 500.0, "netflix": 1000.0, "msd": 200.0}
@@ -39,318 +42,6 @@ PAPER_LAMBDA = {"ml-20m": 500.0, "netflix": 1000.0, "msd": 200.0}
 #: number of users, so a small set wants a smaller lambda than ML-20M's 500 (section in
 #: ``default_params``).
 DEFAULT_LAMBDA = 100.0
-
-#: n x n matrices alive at the peak: CPU builds G in place and inverts it in place (plus
-#: block temporaries, counted as a quarter copy); CUDA holds G and its factor, then the
-#: factor and the inverse (2), and the host keeps nothing of that size.
-COPIES = {"cpu": 1.25, "cuda": 2.0}
-MEMORY_ENV = "BENCHMARK_MEMORY_LIMIT"
-
-
-class InsufficientMemoryError(MemoryError):
-    """A model's estimated memory need exceeds what is available (raised before allocating)."""
-
-
-def _parse_bytes(text: str) -> int:
-    """'123', '512M', '2G', '1.5GB' -> bytes."""
-    t = text.strip().upper().removesuffix("B")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    if t and t[-1] in mult:
-        return int(float(t[:-1]) * mult[t[-1]])
-    return int(float(t))
-
-
-def _fmt(n: float) -> str:
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{int(n)} bytes"
-
-
-def _host_available() -> int:
-    """MemAvailable from /proc/meminfo, capped by a cgroup (v2 or v1) limit."""
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    if avail is None:  # pragma: no cover
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = 1 << 62
-    for limit_f, used_f in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
-        try:
-            with open(limit_f) as f:
-                raw = f.read().strip()
-            if raw == "max":
-                continue
-            with open(used_f) as f:
-                used = int(f.read().strip())
-            avail = min(avail, max(0, int(raw) - used))
-        except (OSError, ValueError):
-            continue
-    return int(avail)
-
-
-def available_memory(device: str, limit: int | None = None) -> int:
-    """Bytes available on ``device`` ("cpu" or "cuda"), capped by ``limit`` and by the
-    environment variable ``BENCHMARK_MEMORY_LIMIT`` (e.g. ``8G``) when set."""
-    if device == "cuda":
-        import torch
-
-        free, _total = torch.cuda.mem_get_info()
-        avail = int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
-    else:
-        avail = _host_available()
-    env = os.environ.get(MEMORY_ENV)
-    if env:
-        avail = min(avail, _parse_bytes(env))
-    if limit is not None:
-        avail = min(avail, int(limit))
-    return avail
-
-
-def check_memory(
-    n_items: int, dtype: str, device: str, *, limit: int | None = None, model: str = "EASE"
-) -> int:
-    """Estimate the peak of an n_items x n_items closed form; raise if it cannot fit.
-
-    Returns:
-        The estimate in bytes.
-
-    Raises:
-        InsufficientMemoryError: estimate > available memory on ``device``.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    copies = COPIES["cuda" if device == "cuda" else "cpu"]
-    need = int(n_items * n_items * itemsize * copies)
-    avail = available_memory(device, limit)
-    if need > avail:
-        where = "GPU" if device == "cuda" else "host"
-        hint = (
-            "use dtype='float32'" if itemsize == 8 else "use a machine (or GPU) with more memory"
-        )
-        raise InsufficientMemoryError(
-            f"{model} needs about {_fmt(need)} ({n_items:,} items^2 x {itemsize} bytes x "
-            f"{copies:g} copies) but only {_fmt(avail)} of {where} memory is available on "
-            f"{device}; {hint}, try --device {'cpu' if device == 'cuda' else 'cuda'}, or skip "
-            f"{model} on this data set (limit from {MEMORY_ENV} or {model}.memory_limit when set)"
-        )
-    return need
-
-
-def gram_dense(
-    x: sp.csr_matrix, dtype: str, block: int | None = None, threads: int = 1
-) -> np.ndarray:
-    """X^T X as a dense (n_items, n_items) array, built in row blocks written in place.
-
-    Row blocks are independent sparse products (scipy releases the GIL in them), run on
-    ``threads`` threads. Each block's sparse product has at most (block, n_items) non-zeros
-    (12 bytes each); the default block, n_items / (16 threads), keeps all of them together
-    under a fifth of the float32 result.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    x = sp.csr_matrix(x, dtype=dtype)
-    n = x.shape[1]
-    threads = max(1, int(threads))
-    block = block or max(64, -(-n // (16 * threads)))
-    xt = x.T.tocsr()
-    g = np.empty((n, n), dtype=dtype)
-
-    def rows(start: int) -> None:
-        stop = min(n, start + block)
-        (xt[start:stop] @ x).toarray(out=g[start:stop])
-
-    starts = range(0, n, block)
-    if threads == 1:
-        for start in starts:
-            rows(start)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(rows, starts))
-    return g
-
-
-def _symmetrise_upper(p: np.ndarray, block: int = 1024) -> None:
-    """Copy the upper triangle of a C-ordered array into its lower triangle, in place.
-
-    ``potri`` on the Fortran view writes one triangle only; this fills the other with
-    (block x n) temporaries instead of a second n x n array.
-    """
-    n = p.shape[0]
-    for r0 in range(0, n, block):
-        r1 = min(n, r0 + block)
-        if r0:
-            p[r0:r1, :r0] = p[:r0, r0:r1].T
-        d = p[r0:r1, r0:r1]
-        iu = np.triu_indices(r1 - r0, 1)
-        d[(iu[1], iu[0])] = d[iu]
-
-
-def regularised_inverse_cpu(
-    x: sp.csr_matrix,
-    l2: float,
-    dtype: str = "float32",
-    threads: int = 1,
-    *,
-    diag_scale: float = 0.0,
-    model: str = "EASE",
-) -> tuple[np.ndarray, np.ndarray]:
-    """P = (X^T X + Lambda)^-1 on the CPU with one n x n array (in place, symmetric).
-
-    ``Lambda = l2 I + diag_scale dMat(diag(X^T X))``: EASE uses ``diag_scale = 0``; the
-    denoising linear autoencoders of Steck (2020) use ``p / (1 - p)`` (dropout ``p``).
-
-    Returns:
-        (P, lam): P (n_items, n_items) and lam (n_items,), the diagonal of Lambda.
-    """
-    g = gram_dense(x, dtype, threads=threads)
-    if diag_scale:
-        lam = (l2 + np.diag(g) * diag_scale).astype(g.dtype)
-    else:
-        lam = np.full(g.shape[0], l2, dtype=g.dtype)
-    g[np.diag_indices_from(g)] += lam
-    # g is symmetric: its Fortran view g.T is the same matrix, so LAPACK works in place.
-    potrf, potri = (lapack.spotrf, lapack.spotri) if g.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
-    gf = g.T
-    c, info = potrf(gf, lower=0, clean=0, overwrite_a=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(
-            f"{model}: Cholesky failed (info={info}); X^T X + {l2} I is not positive definite in "
-            f"{dtype}; use a larger lambda or dtype='float64'"
-        )
-    p, info = potri(c, lower=0, overwrite_c=1)
-    if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
-        raise np.linalg.LinAlgError(f"{model}: inverse from the Cholesky factor failed (info={info})")
-    p = p.T  # back to the C-ordered view of the same buffer; its lower triangle holds P
-    # The Fortran upper triangle is the C lower triangle: copy it up.
-    _symmetrise_upper(p.T)
-    return p, lam
-
-
-def ease_weights_cpu(
-    x: sp.csr_matrix,
-    l2: float,
-    dtype: str = "float32",
-    threads: int = 1,
-    *,
-    diag_scale: float = 0.0,
-    model: str = "EASE",
-) -> np.ndarray:
-    """EASE weights B (n_items, n_items) on the CPU with one n x n array (in place).
-
-    ``diag_scale`` > 0 gives the full-rank EDLAE of Steck (2020) (see
-    :func:`regularised_inverse_cpu`); the zero-diagonal step is the same.
-    """
-    p, _ = regularised_inverse_cpu(x, l2, dtype, threads, diag_scale=diag_scale, model=model)
-    diag = np.diag(p).copy()
-    p /= -diag[None, :]
-    p[np.diag_indices_from(p)] = 0.0
-    return p
-
-
-def _cholesky_inverse(g: np.ndarray) -> None:
-    """potrf + potri in place (the kernel of :func:`ease_weights_cpu`, for timing)."""
-    potrf, potri = (lapack.spotrf, lapack.spotri) if g.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
-    c, _ = potrf(g.T, lower=0, clean=0, overwrite_a=1)
-    potri(c, lower=0, overwrite_c=1)
-
-
-def regularised_inverse_torch(
-    x: sp.csr_matrix,
-    l2: float,
-    dtype: str,
-    device: str,
-    chunk: int = 8192,
-    *,
-    diag_scale: float = 0.0,
-    model: str = "EASE",
-):
-    """P = (X^T X + Lambda)^-1 on a torch device (CUDA): G from dense user chunks, Cholesky
-    inverse; ``Lambda`` as in :func:`regularised_inverse_cpu`.
-
-    Returns:
-        (P, lam): (n_items, n_items) and (n_items,) torch tensors on ``device``.
-    """
-    import torch
-
-    tdtype = torch.float32 if dtype == "float32" else torch.float64
-    n = x.shape[1]
-    g = torch.zeros((n, n), dtype=tdtype, device=device)
-    x = sp.csr_matrix(x, dtype=np.float32)
-    for start in range(0, x.shape[0], chunk):
-        sub = x[start : start + chunk]  # densified on the device, not on the host
-        xc = dense_on_device(sub, tdtype, device)
-        g.addmm_(xc.T, xc)  # 0/1 inputs: exact sums
-        del xc
-    if diag_scale:
-        lam = l2 + g.diagonal() * diag_scale
-    else:
-        lam = torch.full((n,), l2, dtype=tdtype, device=device)
-    g.diagonal().add_(lam)
-    factor, info = torch.linalg.cholesky_ex(g)
-    del g
-    if int(info) != 0:
-        raise np.linalg.LinAlgError(
-            f"{model}: Cholesky failed (info={int(info)}); X^T X + {l2} I is not positive "
-            f"definite in {dtype}; use a larger lambda or dtype='float64'"
-        )
-    p = torch.cholesky_inverse(factor)
-    del factor
-    return p, lam
-
-
-def ease_weights_torch(
-    x: sp.csr_matrix,
-    l2: float,
-    dtype: str,
-    device: str,
-    chunk: int = 8192,
-    *,
-    diag_scale: float = 0.0,
-    model: str = "EASE",
-):
-    """EASE weights on a torch device (CUDA): G from dense user chunks, Cholesky inverse.
-
-    Returns:
-        (n_items, n_items) torch tensor on ``device``.
-    """
-    p, _ = regularised_inverse_torch(x, l2, dtype, device, chunk, diag_scale=diag_scale, model=model)
-    diag = p.diagonal().clone()
-    p.div_(-diag[None, :])
-    p.fill_diagonal_(0.0)
-    return p
-
-
-def dense_weights_skip_reason(stats: dict[str, Any], limit: Any, model: str) -> str | None:
-    """Why a model with dense (n_items, n_items) float32 weights cannot run on a dataset of
-    ``stats``: neither host memory nor a CUDA device would hold them (None: one would)."""
-    n = int(stats.get("items", 0))
-    devices = ["cpu"]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            devices.append("cuda")
-    except ImportError:  # pragma: no cover
-        pass
-    errors = []
-    for device in devices:
-        try:
-            check_memory(n, "float32", device, limit=limit, model=model)
-            return None
-        except InsufficientMemoryError as exc:
-            errors.append(str(exc))
-    return " / ".join(errors)
 
 
 @register("ease")
@@ -395,7 +86,7 @@ class EASE(ItemItemRecommender):
         return dense_weights_skip_reason(stats, cls.memory_limit, "EASE")
 
     @classmethod
-    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         """Fit time = Gram + Cholesky inverse, calibrated on random items of these data.
 
         The Gram time scales with sum_u |u|^2 + n^2 (its sparse products and the dense
@@ -404,14 +95,12 @@ class EASE(ItemItemRecommender):
         per-panel overhead that small matrices are dominated by), then evaluated at n.
         Peak = n^2 x bytes x copies.
         """
-        from ..plan import Estimate, timed
-
-        x = sp.csr_matrix(split.train, dtype=np.float32)
+        x = sp.csr_matrix(shape.train_matrix(), dtype=np.float32)
         n = x.shape[1]
         dtype = str(params.get("dtype", "float32"))
         device = options.resolve_device()
         itemsize = np.dtype(dtype).itemsize
-        peak = int(n * n * itemsize * COPIES["cuda" if device == "cuda" else "cpu"]) + x.data.nbytes * 3
+        peak = int(n * n * itemsize * DENSE_COPIES["cuda" if device == "cuda" else "cpu"]) + x.data.nbytes * 3
         m = min(n, 2048)
         cols = np.sort(np.random.default_rng(0).choice(n, size=m, replace=False))
         xs = sp.csr_matrix(x[:, cols])

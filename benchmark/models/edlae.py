@@ -24,9 +24,10 @@ come from the one inverse ``C = (X^T X + Lambda)^-1``:
       B = I - C dMat(1 / diag(C)),  i.e.  B_ij = -C_ij / C_jj,  B_jj = 0
 
   which is EASE (Steck 2019) with the diagonal ``Lambda`` in place of ``lambda I``; with
-  ``p = 0`` it *is* EASE. So EDLAE shares EASE's code path: the Gram matrix, the in-place
-  Cholesky inverse (LAPACK on the CPU, torch on CUDA), the memory check before allocating
-  and the cost estimate of the plan (:mod:`benchmark.models.ease`).
+  ``p = 0`` it *is* EASE. So EDLAE shares EASE's code path: the Gram matrix and the
+  in-place Cholesky inverse (LAPACK on the CPU, torch on CUDA; :mod:`benchmark.models.linalg`),
+  the memory check before allocating (:mod:`benchmark.resources`) and the cost estimate of
+  the plan (EASE's).
 
 ``dlae`` is the special case of the same inverse with the diagonal of B left free: its
 weights differ from EDLAE's only in the vector ``gamma`` of ``B = I - C dMat(gamma)``
@@ -45,13 +46,13 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import FitOptions, ItemItemRecommender, available_cpus
+from ..cost import DataShape, Estimate
+from ..model import FitOptions, ItemItemRecommender
 from ..protocol import HeldOut
 from ..registry import register
-from .ease import (
-    EASE,
-    check_memory,
-    dense_weights_skip_reason,
+from ..resources import available_cpus, check_memory, dense_weights_skip_reason
+from .ease import EASE
+from .linalg import (
     ease_weights_cpu,
     ease_weights_torch,
     regularised_inverse_cpu,
@@ -134,10 +135,10 @@ class _LinearDenoisingAE(ItemItemRecommender):
         return dense_weights_skip_reason(stats, cls.memory_limit, cls.name or "EDLAE")
 
     @classmethod
-    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         """EASE's estimate (Gram + Cholesky inverse, timed on these data): the extra
         diagonal and DLAE's column scaling are O(n^2) next to the O(n^3) inverse."""
-        return EASE.estimate_cost(split, {"l2": params.get("l2", 1.0), "dtype": params.get("dtype", "float32")},
+        return EASE.estimate_cost(shape, {"l2": params.get("l2", 1.0), "dtype": params.get("dtype", "float32")},
                                   options)
 
     def param_problems(self) -> list[str]:

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..cost import DataShape, Estimate, timed, user_sample
 from ..model import EpochReport, FitOptions, IterativeRecommender, available_cpus, seed_streams
 from ..protocol import HeldOut
 from ..registry import register
@@ -280,7 +281,7 @@ class IALS(IterativeRecommender):
         }
 
     @classmethod
-    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         """epochs x (user step + item step + validation fold-in), each step = the solves of
         its rows: sum_r (L_r d^2 + d^3 / 3) flops for a row with L_r >= d observations (Gram
         build and Cholesky), L_r^2 d + L_r^3 / 3 below (dual), plus the eigendecomposition,
@@ -290,9 +291,7 @@ class IALS(IterativeRecommender):
         """
         import torch
 
-        from ..plan import Estimate, timed, user_sample
-
-        x = sp.csr_matrix(split.train)
+        x = sp.csr_matrix(shape.train_matrix())
         d = int(params.get("factors", 128))
         dtype = torch.float32 if params.get("dtype", "float32") == "float32" else torch.float64
         device = options.resolve_device()
@@ -321,7 +320,7 @@ class IALS(IterativeRecommender):
 
         rate = flops(sample) / max(timed(step, repeats=2), 1e-6)
         xt = x.T.tocsr()
-        per_epoch = flops(x) + flops(xt) + flops(split.valid.fold_in)
+        per_epoch = flops(x) + flops(xt) + flops(shape.valid_part().fold_in)
         itemsize = 4 if dtype == torch.float32 else 8
         n = x.shape[0] + x.shape[1]
         peak = n * d * itemsize * 3 + _GROUP_BUDGET["cuda" if device == "cuda" else "cpu"] * itemsize * 2 \

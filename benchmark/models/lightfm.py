@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..cost import DataShape, Estimate, user_sample, validation_seconds
 from ..model import EpochReport, FitOptions, IterativeRecommender, available_cpus
 from ..registry import register
 from ..training import resolve_epochs
@@ -96,21 +97,19 @@ class LightFMRecommender(IterativeRecommender):
         }
 
     @classmethod
-    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         """Epochs x (one epoch timed on a 5% user sample, scaled by interactions, + a
         validation pass)."""
         import time as _time
 
-        from ..plan import Estimate, user_sample, validation_seconds
-
-        x = split.train
+        x = shape.train_matrix()
         sample = user_sample(x, 0.05, 1000)
         probe = cls(**{**params, "epochs": 1, "patience": None})
         t = _time.perf_counter()
         probe.fit(sample, options=FitOptions(seed=0, progress=False, threads=options.threads, epochs=1))
         per_epoch = (_time.perf_counter() - t) * x.nnz / max(1, sample.nnz)
         epochs = resolve_epochs(int(params.get("epochs", 30)), options)
-        validate = validation_seconds(probe, split)
+        validate = validation_seconds(probe, shape)
         k = int(params.get("no_components", 100))
         peak = 2 * x.shape[1] * k * 4 * 3 + x.nnz * 24
         return Estimate(epochs * (per_epoch + validate), int(peak),

@@ -80,6 +80,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..cost import DataShape, Estimate, timed, validation_seconds
 from ..model import EpochReport, FitOptions, IterativeRecommender, seed_streams
 from ..registry import register
 from ..torch_parts import (
@@ -358,7 +359,7 @@ class RecVAE(IterativeRecommender):
         }
 
     @classmethod
-    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         """Epochs x updates per epoch x one update, timed at full width on this device,
         + a validation pass per epoch.
 
@@ -368,12 +369,10 @@ class RecVAE(IterativeRecommender):
         best-epoch snapshot of everything, a minibatch's dense logits and their gradient
         buffers (4 x batch x items), the data.
         """
-        from ..plan import Estimate, timed, validation_seconds
-
         model = cls(**params)
         model.check_params()
         device = torch.device(options.resolve_device())
-        x = split.train
+        x = shape.train_matrix()
         bs = int(model.batch_size)
         batches = timing_batches(x, bs, device)
         net = _RecVAENet(x.shape[1], int(model.hidden_dim), int(model.latent_dim),
@@ -405,7 +404,7 @@ class RecVAE(IterativeRecommender):
         n_batches = -(-x.shape[0] // bs)
         n_enc, n_dec = int(model.n_enc_epochs), int(model.n_dec_epochs)
         per_epoch = n_batches * (n_enc * t_enc + n_dec * t_dec)
-        validate = validation_seconds(model, split, users=2 * bs)
+        validate = validation_seconds(model, shape, users=2 * bs)
         n_enc_params = sum(p.numel() for p in net.encoder.parameters())
         n_dec_params = sum(p.numel() for p in net.decoder_parameters())
         peak = 4 * (5 * n_enc_params + 4 * n_dec_params + (2 * n_enc_params + n_dec_params))

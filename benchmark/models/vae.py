@@ -57,7 +57,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..model import EpochReport, FitOptions, Recommender, seed_streams
+from ..cost import DataShape, Estimate
+from ..model import FitOptions, Recommender
 from ..protocol import HeldOut
 from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them from here)
     LIKELIHOODS,
@@ -69,8 +70,15 @@ from ..torch_parts import (  # noqa: F401  (re-exported: plugins import them fro
     log_likelihood,
     score_in_batches,
 )
-from ..training import TrainingOutcome, resolve_epochs, run_epochs
-from .vae_parts import ACTIVATIONS, _Net, autoencoder_cost, make_variant, param_problems  # noqa: F401
+from ..training import resolve_epochs
+from .vae_parts import (  # noqa: F401
+    ACTIVATIONS,
+    _Net,
+    autoencoder_cost,
+    make_variant,
+    param_problems,
+    train_run,
+)
 
 __all__ = [
     "AutoEncoder",
@@ -87,6 +95,8 @@ __all__ = [
 
 #: Fraction of the beta-search run's updates after which beta has reached 1 (see above).
 BETA_SEARCH_REACH = 0.8
+
+
 class AutoEncoder(Recommender):
     """Autoencoder for implicit feedback (Liang et al. 2018); registered as six variants.
 
@@ -249,87 +259,16 @@ class AutoEncoder(Recommender):
         self.history_ = outcome.history
         self.training_ = outcome.as_dict()
 
-    def _train(
-        self,
-        data: DeviceCSR,
-        valid: HeldOut | None,
-        options: FitOptions,
-        cap: float,
-        epochs: int,
-        deadline: float | None,
-        on_epoch,
-        desc: str,
-        *,
-        anneal_steps: int,
-        patience: int | None,
-    ) -> TrainingOutcome:
-        """One full training from a fresh initialisation, annealing beta up to ``cap``.
-
-        beta = min(cap, update / anneal_steps) at each minibatch update. Random streams: one
-        ``SeedSequence(options.seed)`` spawned into the weights' initialisation, the dropout
-        and reparameterisation noise, and the minibatch order (:func:`seed_streams`).
-        """
-        device = data.device
-        streams = seed_streams(options.seed, "init", "noise", "order")
-        init_gen = torch.Generator().manual_seed(streams["init"])
-        gen = torch.Generator(device=device).manual_seed(streams["noise"])
-        rng = np.random.default_rng(streams["order"])
-        net = self._new_net(data.shape[1], init_gen).to(device)
-        if self.bias_init == "marginal":
-            with torch.no_grad():
-                net.dec_b[-1].copy_(self._marginal_bias(data))
-        self.net_ = net
-        opt = _adam(net.parameters(), float(self.lr))
-        n, bs = data.n_rows, int(self.batch_size)
-        self.update_count_ = 0
-        wd = float(self.weight_decay)
-        dropout = float(self.dropout)
-
-        def train_epoch(epoch: int) -> EpochReport:
-            net.train()
-            epoch_data = data.permuted(rng.permutation(n))
-            total = torch.zeros((), device=device)
-            beta = None
-            n_batches = 0
-            for start in range(0, n, bs):
-                batch = epoch_data.batch(start, min(start + bs, n))
-                if self.variational:
-                    beta = beta_schedule(self.update_count_, cap, anneal_steps)
-                total += self._step(net, opt, batch, beta, dropout, gen, wd)
-                self.update_count_ += 1
-                n_batches += 1
-            return EpochReport(
-                loss=float(total.item()) / n_batches,
-                beta=beta,
-                extra={"updates": self.update_count_},
-            )
-
-        def snapshot():
-            return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-        return run_epochs(
-            name=self.name or type(self).__name__,
-            params=self.get_params(),
-            train_epoch=train_epoch,
-            score=self.score,
-            snapshot=snapshot,
-            restore=net.load_state_dict,
-            valid=valid,
-            options=options,
-            epochs=epochs,
-            patience=patience,
-            validate_every=int(self.validate_every),
-            deadline=deadline,
-            on_epoch=on_epoch,
-            desc=desc,
-        )
+    #: One full training from a fresh initialisation, annealing beta up to ``cap``
+    #: (:func:`benchmark.models.vae_parts.train_run`).
+    _train = train_run
 
     @classmethod
-    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         """Epochs x (updates per epoch x one update, timed at full width on this device,
         + a validation pass per validated epoch); twice that with the beta search
         (:func:`benchmark.models.vae_parts.autoencoder_cost`)."""
-        return autoencoder_cost(cls, split, params, options)
+        return autoencoder_cost(cls, shape, params, options)
 
     def beta_search_steps(self, n_train_users: int, epochs: int) -> int:
         """Updates over which the beta search anneals 0 -> 1 (``anneal_cap="auto"``).

@@ -1,6 +1,9 @@
-"""Parts of the autoencoder family (``vae``): the network, the plan's cost, the variants.
+"""Parts of the autoencoder family (``vae``): the network, one training run, the plan's
+cost, the variants.
 
 - :class:`_Net`: encoder + decoder weights in the reference notebook's (in, out) layout.
+- :func:`train_run`: one full training from a fresh initialisation (seed streams, the
+  minibatch loop with beta annealing, through the one epoch loop ``run_epochs``).
 - :func:`autoencoder_cost`: the run plan's estimate (timed minibatch updates at full width).
 - :func:`make_variant`: a registered subclass differing only in default values.
 - :func:`param_problems`: the ranges of the autoencoders' parameters.
@@ -12,12 +15,16 @@ import inspect
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model import FitOptions
+from ..cost import DataShape, Estimate, timed, validation_seconds
+from ..model import EpochReport, FitOptions, seed_streams
+from ..protocol import HeldOut
 from ..registry import register
-from ..torch_parts import LIKELIHOODS, SparseBatch, _adam, timing_batches
+from ..torch_parts import LIKELIHOODS, DeviceCSR, SparseBatch, _adam, beta_schedule, timing_batches
+from ..training import TrainingOutcome, resolve_epochs, run_epochs
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
@@ -109,20 +116,17 @@ class _Net(torch.nn.Module):
         return h
 
 
-def autoencoder_cost(cls: type, split: Any, params: dict[str, Any], options: FitOptions) -> Any:
+def autoencoder_cost(cls: type, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
     """Epochs x (updates per epoch x one update, timed at full width on this device,
     + a validation pass per validated epoch); twice that with the beta search.
 
     Peak: the weights with their gradients and Adam's two moments (4 copies), a
     minibatch's dense logits and their gradient buffers (4 x batch x items), the data.
     """
-    from ..plan import Estimate, timed, validation_seconds
-    from ..training import resolve_epochs
-
     model = cls(**params)
     model.check_params()
     device = torch.device(options.resolve_device())
-    x = split.train
+    x = shape.train_matrix()
     bs = int(model.batch_size)
     batches = timing_batches(x, bs, device)
     gen = torch.Generator().manual_seed(0)
@@ -140,7 +144,7 @@ def autoencoder_cost(cls: type, split: Any, params: dict[str, Any], options: Fit
     per_update = timed(step, repeats=3)
     epochs = resolve_epochs(model.epochs, options)
     n_batches = -(-x.shape[0] // bs)
-    validate = validation_seconds(model, split, users=2 * bs) / max(1, int(model.validate_every))
+    validate = validation_seconds(model, shape, users=2 * bs) / max(1, int(model.validate_every))
     seconds = epochs * (n_batches * per_update + validate)
     runs = 2 if model.variational and model.anneal_cap == "auto" else 1
     n_params = sum(p.numel() for p in net.parameters())
@@ -148,6 +152,84 @@ def autoencoder_cost(cls: type, split: Any, params: dict[str, Any], options: Fit
     return Estimate(runs * seconds, int(peak),
                     f"{runs * epochs} epochs x {n_batches} updates ({per_update * 1000:.0f} ms each)"
                     f" + validation")
+
+
+def train_run(
+    model: Any,
+    data: DeviceCSR,
+    valid: HeldOut | None,
+    options: FitOptions,
+    cap: float,
+    epochs: int,
+    deadline: float | None,
+    on_epoch,
+    desc: str,
+    *,
+    anneal_steps: int,
+    patience: int | None,
+) -> TrainingOutcome:
+    """One full training of the autoencoder ``model`` from a fresh initialisation, annealing
+    beta up to ``cap`` (``AutoEncoder._train``); writes ``model.net_`` and
+    ``model.update_count_``.
+
+    beta = min(cap, update / anneal_steps) at each minibatch update. Random streams: one
+    ``SeedSequence(options.seed)`` spawned into the weights' initialisation, the dropout
+    and reparameterisation noise, and the minibatch order (:func:`seed_streams`).
+    """
+    device = data.device
+    streams = seed_streams(options.seed, "init", "noise", "order")
+    init_gen = torch.Generator().manual_seed(streams["init"])
+    gen = torch.Generator(device=device).manual_seed(streams["noise"])
+    rng = np.random.default_rng(streams["order"])
+    net = model._new_net(data.shape[1], init_gen).to(device)
+    if model.bias_init == "marginal":
+        with torch.no_grad():
+            net.dec_b[-1].copy_(model._marginal_bias(data))
+    model.net_ = net
+    opt = _adam(net.parameters(), float(model.lr))
+    n, bs = data.n_rows, int(model.batch_size)
+    model.update_count_ = 0
+    wd = float(model.weight_decay)
+    dropout = float(model.dropout)
+
+    def train_epoch(epoch: int) -> EpochReport:
+        net.train()
+        epoch_data = data.permuted(rng.permutation(n))
+        total = torch.zeros((), device=device)
+        beta = None
+        n_batches = 0
+        for start in range(0, n, bs):
+            batch = epoch_data.batch(start, min(start + bs, n))
+            if model.variational:
+                beta = beta_schedule(model.update_count_, cap, anneal_steps)
+            total += model._step(net, opt, batch, beta, dropout, gen, wd)
+            model.update_count_ += 1
+            n_batches += 1
+        return EpochReport(
+            loss=float(total.item()) / n_batches,
+            beta=beta,
+            extra={"updates": model.update_count_},
+        )
+
+    def snapshot():
+        return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    return run_epochs(
+        name=model.name or type(model).__name__,
+        params=model.get_params(),
+        train_epoch=train_epoch,
+        score=model.score,
+        snapshot=snapshot,
+        restore=net.load_state_dict,
+        valid=valid,
+        options=options,
+        epochs=epochs,
+        patience=patience,
+        validate_every=int(model.validate_every),
+        deadline=deadline,
+        on_epoch=on_epoch,
+        desc=desc,
+    )
 
 
 def make_variant(base: type, reg_name: str, cls_name: str, doc: str, **defaults: Any) -> type:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..cost import DataShape, Estimate, user_sample, validation_seconds
 from ..model import FitOptions, IterativeRecommender, available_cpus
 from ..registry import register
 
@@ -201,13 +202,11 @@ class WMF(IterativeRecommender):
         }
 
     @classmethod
-    def estimate_cost(cls, split: Any, params: dict[str, Any], options: FitOptions):
+    def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         """(ALS sweeps x (one sweep + one validation pass) + the set-up), the sweep timed on a
         25% user sample and scaled by the interactions: one sweep is the difference of a
         3-sweep and a 1-sweep fit (after a small warm-up fit that starts the thread pools)."""
-        from ..plan import Estimate, user_sample, validation_seconds
-
-        x = split.train
+        x = shape.train_matrix()
         k = int(params.get("factors", 100))
         sweeps = int(params.get("iterations", 15))
         if options.epochs is not None:
@@ -225,7 +224,7 @@ class WMF(IterativeRecommender):
         t1, t3 = fit_seconds(sample, 1), fit_seconds(sample, 3)
         probe = cls(**{**params, "iterations": 1}).fit(
             user_sample(x, 0.0, 500), options=FitOptions(seed=0, progress=False, threads=options.threads))
-        validate = validation_seconds(probe, split) if split.valid.n_users else 0.0
+        validate = validation_seconds(probe, shape) if shape.valid_users else 0.0
         per_sweep = max((t3 - t1) / 2, t3 / 3 / 2)
         setup = max(0.0, t1 - per_sweep)
         scale = x.nnz / max(1, sample.nnz)
