@@ -86,3 +86,17 @@ def test_set_params_validates():
     assert m.k == 5
     with pytest.raises(ValueError, match="no parameter"):
         m.set_params(nope=1)
+
+
+def test_every_builtin_has_a_display_name_and_a_plugin_defaults_to_its_id():
+    """``display_name`` is declared on Recommender (default: the registry id)."""
+    from benchmark.model import Recommender
+
+    names = {n: registry.get(n).label_for_reports() for n in registry.available()}
+    assert names["multvae"] == "Mult-VAE" and names["ease"] == "EASE" and names["ials"] == "iALS"
+    assert Recommender.display_name == ""
+
+    class Mine(Recommender):
+        name = "mine"
+
+    assert Mine.label_for_reports() == "mine"

@@ -194,7 +194,7 @@ class _LinearDenoisingAE(ItemItemRecommender):
         return extra
 
 
-@register("edlae")
+@register("edlae", display_name="EDLAE")
 class EDLAE(_LinearDenoisingAE):
     """EDLAE (Steck 2020): full-rank emphasized denoising linear autoencoder, zero diagonal."""
 
@@ -202,7 +202,7 @@ class EDLAE(_LinearDenoisingAE):
     paper = EDLAE_PAPER
 
 
-@register("dlae")
+@register("dlae", display_name="DLAE")
 class DLAE(_LinearDenoisingAE):
     """DLAE (Steck 2020): full-rank denoising linear autoencoder, B = (G + Lambda)^-1 G."""
 

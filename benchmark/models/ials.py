@@ -204,7 +204,7 @@ def ials_loss(x: sp.csr_matrix, w, h, reg_users: np.ndarray, reg_items: np.ndarr
     return observed + unobserved + penalty
 
 
-@register("ials")
+@register("ials", display_name="iALS")
 class IALS(IterativeRecommender):
     """iALS (Rendle et al. 2022): ALS on all pairs with frequency-scaled L2, exact fold-in."""
 

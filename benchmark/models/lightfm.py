@@ -41,7 +41,7 @@ def user_features(x: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv) @ x, dtype=np.float32)
 
 
-@register("lightfm", iterative=True)
+@register("lightfm", iterative=True, display_name="LightFM")
 class LightFMRecommender(IterativeRecommender):
     """LightFM (WARP/BPR) with users as the sum of their items' feature embeddings."""
 

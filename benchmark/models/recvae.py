@@ -108,7 +108,7 @@ from .recvae_net import (  # noqa: F401  (re-exported)
 )
 
 
-@register("recvae")
+@register("recvae", display_name="RecVAE")
 class RecVAE(IterativeRecommender):
     """RecVAE (Shenbin et al. WSDM 2020): composite prior, beta = gamma |I_u|, alternating updates.
 

@@ -161,7 +161,7 @@ def fold_in_factors(
     return out.numpy()
 
 
-@register("wmf")
+@register("wmf", display_name="WMF")
 class WMF(IterativeRecommender):
     """WMF (Hu et al. 2008) by implicit's ALS; held-out users by an exact least-squares fold-in."""
 
