@@ -43,6 +43,7 @@ __all__ = [
     "DataShape",
     "Estimate",
     "timed",
+    "timing_spread",
     "user_sample",
     "validation_seconds",
 ]
@@ -271,15 +272,30 @@ def _hold_out(x: sp.csr_matrix, rng: np.random.Generator) -> HeldOut:
     return HeldOut(part[0], part[1])
 
 
+#: Every :func:`timed` measurement of this process: (median, min, max) seconds. A plan
+#: reads the ones taken while it was made, to say how noisy its own timings were.
+TIMINGS: list[tuple[float, float, float]] = []
+
+
 def timed(fn: Callable[[], Any], repeats: int = 3) -> float:
-    """Median wall time of ``fn`` over ``repeats`` calls, after one warm-up call."""
+    """Median wall time of ``fn`` over ``repeats`` calls, after one warm-up call (recorded
+    in :data:`TIMINGS` with the fastest and slowest call)."""
     fn()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    median = statistics.median(times)
+    TIMINGS.append((median, min(times), max(times)))
+    return median
+
+
+def timing_spread(since: int = 0) -> tuple[int, float | None]:
+    """(how many timings, the largest (slowest - fastest) / median among them) of the
+    timings recorded from index ``since`` on; None when none was repeated."""
+    spreads = [(hi - lo) / med for med, lo, hi in TIMINGS[since:] if med > 0]
+    return len(TIMINGS) - since, (max(spreads) if spreads else None)
 
 
 def user_sample(x: sp.csr_matrix, fraction: float, minimum: int, seed: int = 0) -> sp.csr_matrix:

@@ -15,13 +15,19 @@ this process, in a child process, or on another machine.
 :func:`fit_job` runs one job against a split and returns a :class:`JobResult`: the result
 rows, the per-user arrays, and the saved model's folder when asked. It never writes into
 the results folder: the runner's one writer does (:func:`benchmark.runner.write_result`).
-An executor maps jobs to results; :class:`SequentialExecutor` (the default) fits them one
-after another in this process.
+An executor maps jobs to results; :class:`SequentialExecutor` fits them one after another
+in this process; :class:`ChildProcessExecutor` fits each in a fresh process started with
+``spawn`` (never ``fork`` after torch has started threads), so that a crash in native code
+(a segfault in BLAS or LAPACK, the OS killing it for memory) is that fit's failure, named by
+its signal, and the run goes on; :class:`RoutedExecutor` sends the jobs of some models to
+one executor and the rest to another (``run`` isolates the models its plan marks as large).
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
+import signal
 import tempfile
 import time
 import traceback
@@ -41,7 +47,8 @@ from .results import ResultRow, git_commit, git_dirty, hardware, versions
 from .sources import model_source_hash
 from .version import __version__
 
-__all__ = ["ModelRef", "FitJob", "JobResult", "Executor", "SequentialExecutor", "fit_job",
+__all__ = ["ModelRef", "FitJob", "JobResult", "Executor", "SequentialExecutor",
+           "ChildProcessExecutor", "RoutedExecutor", "fit_job",
            "fit_and_evaluate", "epoch_budget"]
 
 #: Prefix of the module names :mod:`benchmark.registry` gives plugin files it imports.
@@ -259,3 +266,71 @@ class SequentialExecutor:
             result = fit_job(job, split)
             result.worker = {"executor": self.name}
             yield result
+
+
+def _child_main(job: FitJob, split: Split, conn: Any, level: int) -> None:
+    """In the child process: the parent's log level, one fit, the result through the pipe."""
+    from .logs import configure_cli
+
+    configure_cli({logging.WARNING: -1, logging.INFO: 0}.get(level, 1))
+    conn.send(fit_job(job, split))
+    conn.close()
+
+
+class ChildProcessExecutor:
+    """Fits each job in its own process (``spawn``): a crash is that fit's failure.
+
+    The split and the job go to the child by pickle; the result (rows, arrays, the saved
+    model's temporary folder) comes back through a pipe. A child that dies without a
+    result (a signal, or an exit without one) gives a result whose ``error`` names it.
+    """
+
+    name = "child-process"
+
+    def __init__(self, start_method: str = "spawn") -> None:
+        if start_method == "fork":
+            raise ValueError("fork after torch has started threads can deadlock: use spawn or forkserver")
+        self.start_method = start_method
+
+    def map(self, jobs: list[FitJob], split: Split) -> Iterator[JobResult]:
+        import multiprocessing as mp
+
+        ctx = mp.get_context(self.start_method)
+        for job in jobs:
+            yield self._one(ctx, job, split)
+
+    def _one(self, ctx: Any, job: FitJob, split: Split) -> JobResult:
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child_main, args=(job, split, send, logger.getEffectiveLevel()),
+                           name=f"fit {job.label}")
+        proc.start()
+        send.close()
+        try:
+            result = receive.recv()
+        except EOFError:  # the child died before sending
+            result = None
+        finally:
+            receive.close()
+            proc.join()
+        if result is None:
+            code = proc.exitcode
+            how = (f"was killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+                   else f"exited with code {code} without a result")
+            return JobResult(job, error=(
+                f"ChildProcessError: the fit's process {how} (a crash in native code such "
+                "as BLAS or LAPACK, or the OS out of memory); the other models go on"),
+                worker={"executor": self.name})
+        result.worker = {"executor": self.name, "pid": proc.pid}
+        return result
+
+
+class RoutedExecutor:
+    """The jobs of the models in ``names`` to ``chosen``, the others to ``rest``, in order."""
+
+    def __init__(self, names: set[str], chosen: Executor, rest: Executor) -> None:
+        self.names, self.chosen, self.rest = set(names), chosen, rest
+
+    def map(self, jobs: list[FitJob], split: Split) -> Iterator[JobResult]:
+        for job in jobs:
+            executor = self.chosen if job.model.name in self.names else self.rest
+            yield from executor.map([job], split)

@@ -23,10 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .cost import DataShape
 from .evaluate import DEFAULT_METRICS
-from .jobs import Executor, FitJob, JobResult, ModelRef, SequentialExecutor, epoch_budget
+from .jobs import (
+    ChildProcessExecutor,
+    Executor,
+    FitJob,
+    JobResult,
+    ModelRef,
+    RoutedExecutor,
+    SequentialExecutor,
+    epoch_budget,
+)
 from .logs import logger
 from .model import FitOptions, Recommender
+from .plan import Plan
 from .protocol import Split
 from .results import ResultStore, run_key
 from .version import __version__
@@ -44,7 +55,9 @@ class RunConfig:
     ``seeds``: model seeds; each model is fitted once per seed (``--seeds 0,1,2``).
     ``reference``: the model the report tests every other model against (None: multvae
     when present, else the best by validation NDCG@100). ``plan_only``: print the plan
-    and fit nothing. ``mlflow``: a tracking URI every fit is logged to.
+    and fit nothing. ``isolate``: which fits run in a child process of their own, where a
+    crash in native code fails that fit only: "auto" (those the plan marks as large), "all"
+    or "none". ``mlflow``: a tracking URI every fit is logged to.
     """
 
     models: str = "popularity"
@@ -70,6 +83,7 @@ class RunConfig:
     time_budget: float | None = None
     save_models: bool = False
     plan_only: bool = False
+    isolate: str = "auto"
     mlflow: str | None = None
     #: The effective experiment configuration (``--config`` + command line), kept in each row.
     experiment: dict[str, Any] | None = None
@@ -78,11 +92,13 @@ class RunConfig:
 @dataclass
 class RunOutcome:
     """What :func:`run_all` did: the rows (written now or found done) per dataset, the
-    failures (one line each), and the report folder (None when none was rendered)."""
+    failures (one line each), the report folder (None when none was rendered), and with
+    ``plan_only`` the plans."""
 
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     report: Path | None = None
+    plans: list[Plan] = field(default_factory=list)
 
 
 #: Where ``--save-models`` keeps fitted models, under the results folder: ``models/<run_key>/``.
@@ -110,19 +126,21 @@ def log(msg: str) -> None:
 def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
     """Every dataset of ``cfg``: load, plan, fit (unless ``plan_only``), then the report
     and MLflow. A model that fails is a line in ``failures``; the others go on."""
-    from .data import load_split
-
     if cfg.mlflow and not cfg.plan_only:
         _connect_mlflow(cfg.mlflow)
     outcome = RunOutcome()
     for dataset in cfg.datasets:
-        split = load_split(dataset, data_dir=cfg.data_dir, protocol_overrides=cfg.protocol_overrides,
-                           file_options=cfg.file_options if dataset.startswith("file:") else None,
-                           **({} if cfg.split_seed is None else {"seed": cfg.split_seed}))
-        names, refused = plan_dataset(cfg, split)
         if cfg.plan_only:
+            outcome.plans.append(plan_dataset(cfg, *_shape_for_plan(cfg, dataset)))
             continue
-        rows, failures = run(cfg, split, executor=executor, refused=refused, names=names)
+        split = _load(cfg, dataset)
+        plan = plan_dataset(cfg, split, split.stats())
+        logger.info(plan.format())
+        refused = {r.model: r.problem for r in plan.rows if r.problem}
+        large = {r.model for r in plan.rows if r.large}
+        names = [r.model for r in plan.rows if not (r.skipped or r.problem)]
+        rows, failures = run(cfg, split, executor=executor or executor_for(cfg, large),
+                             refused=refused, names=names)
         outcome.rows[split.meta.get("dataset", dataset)] = rows
         outcome.failures += failures
     if cfg.plan_only:
@@ -137,23 +155,69 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
     return outcome
 
 
-def plan_dataset(cfg: RunConfig, split: Split) -> tuple[list[str], dict[str, str]]:
-    """Log the dataset's shape and the plan; returns (models to run, {refused: why})."""
-    from .plan import format_plan, make_plan
+def _load(cfg: RunConfig, dataset: str) -> Split:
+    from .data import load_split
 
-    s = split.stats()
-    names, skipped = registry.select(cfg.models, s)
-    logger.info(
-        f"{s['dataset']}: {s['users']:,} users x {s['items']:,} items, {s['train_users']:,} "
-        f"train / {s['valid_users']:,} valid / {s['test_users']:,} test users; models: "
-        f"{', '.join(registry.resolve(cfg.models))}")
+    return load_split(dataset, data_dir=cfg.data_dir, protocol_overrides=cfg.protocol_overrides,
+                      file_options=cfg.file_options if dataset.startswith("file:") else None,
+                      **({} if cfg.split_seed is None else {"seed": cfg.split_seed}))
+
+
+def _shape_for_plan(cfg: RunConfig, dataset: str) -> tuple[Split | DataShape, dict[str, Any]]:
+    """The data when it is on disk (or generated); else, for a dataset with a published
+    shape and the paper's protocol, that shape, without reading or downloading anything."""
+    from .data import dataset_dir, get_dataset
+    from .data.preprocess import REFERENCE_SEED
+
+    spec = None if dataset.startswith("file:") else get_dataset(dataset)
+    pub = spec.published if spec else None
+    overridden = (any(v is not None for v in cfg.protocol_overrides.values())
+                  or cfg.split_seed not in (None, REFERENCE_SEED))
+    if spec is None or pub is None or overridden or spec.generated:
+        split = _load(cfg, dataset)
+        return split, split.stats()
+    root = dataset_dir(spec, cfg.data_dir)
+    if spec.raw_present(root / "raw") or any((root / "processed").glob("*/meta.json")):
+        split = _load(cfg, dataset)
+        return split, split.stats()
+    shape = DataShape(dataset=dataset, train_users=pub.train_users, items=pub.items,
+                      train_clicks=pub.train_clicks, valid_users=pub.heldout,
+                      test_users=pub.heldout, min_activity=max(1, spec.protocol.min_user_items))
+    return shape, pub.stats(dataset)
+
+
+def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any]) -> Plan:
+    """The plan of one dataset: every model of the run has a line (skipped ones with their
+    reason); from the data when given a split, else from a published shape."""
+    from .plan import plan_run
+
+    names, skipped = registry.select(cfg.models, stats)
     for name, reason in skipped.items():
         log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
-    plan = make_plan(names, split, cfg.params,
-                     FitOptions(device=cfg.device, epochs=cfg.epochs, progress=False),
-                     time_budget=cfg.time_budget)
-    logger.info(format_plan(plan))
-    return names, {r.model: r.problem for r in plan if r.problem}
+    download = disk = None
+    if isinstance(data, Split):
+        shape, basis = DataShape.from_split(data), "the data"
+    else:
+        from .data import get_dataset
+
+        pub = get_dataset(data.dataset).published
+        shape, basis = data, f"the published shape ({pub.source}; the data was not read)"
+        download = pub.download_bytes
+        disk = (pub.download_bytes or 0) + (pub.unpacked_bytes or 0) + pub.cache_bytes
+    return plan_run(names, skipped, shape, cfg.params,
+                    FitOptions(device=cfg.device, epochs=cfg.epochs, progress=False),
+                    basis=basis, time_budget=cfg.time_budget, download_bytes=download,
+                    disk_bytes=disk)
+
+
+def executor_for(cfg: RunConfig, large: set[str]) -> Executor:
+    """Sequential in this process, except the fits ``cfg.isolate`` puts in a child process
+    ("auto": the models in ``large``; "all"; "none")."""
+    if cfg.isolate == "none" or (cfg.isolate == "auto" and not large):
+        return SequentialExecutor()
+    if cfg.isolate == "all":
+        return ChildProcessExecutor()
+    return RoutedExecutor(large, ChildProcessExecutor(), SequentialExecutor())
 
 
 def run(cfg: RunConfig, split: Split, *, executor: Executor | None = None,

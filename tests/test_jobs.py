@@ -95,3 +95,51 @@ def test_run_experiment_report_false_renders_no_report(tmp_path):
     assert len(rows) == 2 and not (tmp_path / "rep").exists()
     lines = (tmp_path / "r" / "results.jsonl").read_text().splitlines()
     assert [json.loads(x)["part"] for x in lines] == ["valid", "test"]
+
+
+CRASHER = '''
+import os
+import signal
+
+from benchmark.model import ItemItemRecommender
+from benchmark.registry import register
+
+
+@register("crasher")
+class Crasher(ItemItemRecommender):
+    """Dies in the middle of its fit as a segfault in native code would."""
+
+    def __init__(self, when: int = 1):
+        self.when = when
+
+    def _fit(self, train, valid, options):
+        os.kill(os.getpid(), signal.SIGSEGV)
+'''
+
+
+def test_a_crash_in_a_child_process_fails_that_model_only(tmp_path):
+    """``run --isolate all``: a fit killed by SIGSEGV is that model's FAILED line, named by
+    its signal; the models after it run and write their rows; exit 1."""
+    from test_cli import cli
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "crasher.py").write_text(CRASHER)
+    p = cli("run", "--models", "crasher,popularity", "--dataset", "synthetic", "--isolate", "all",
+            "--data-dir", str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"),
+            "--no-report", cwd=tmp_path, env={"BENCHMARK_MODELS_DIR": str(plugins)}, check=False)
+    assert p.returncode == 1, p.stderr
+    assert "[crasher] FAILED" in p.stderr and "SIGSEGV" in p.stderr
+    rows = [json.loads(x) for x in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in rows} == {"popularity"} and len(rows) == 2
+
+
+def test_the_child_process_executor_gives_the_sequential_numbers(planted_split, tmp_path):
+    from benchmark.jobs import ChildProcessExecutor
+
+    _, (jobs, _, _) = _jobs(tmp_path, planted_split, models="popularity,ease")
+    here = list(SequentialExecutor().map(jobs, planted_split))
+    there = list(ChildProcessExecutor().map(jobs, planted_split))
+    for a, b in zip(here, there):
+        assert b.ok and b.worker["executor"] == "child-process"
+        assert [r["metrics"] for r in a.rows] == [r["metrics"] for r in b.rows]

@@ -24,7 +24,7 @@ def test_plan_names_every_model_with_an_estimate(tmp_path):
     data = _clicks(tmp_path / "c.csv")
     p = cli(*_run_args(tmp_path, data, "--models", "all", "--plan"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    plan = [ln for ln in p.stderr.splitlines() if ln.startswith(("plan:", "      "))]
+    plan = [ln for ln in p.stdout.splitlines() if ln.startswith(("plan:", "      "))]
     named = {ln.split()[1] if ln.startswith("plan:") else ln.split()[0] for ln in plan[1:]}
     assert named == set(registry.available()) | {"itemknn"} - {"model"}
     for line in plan[1:]:

@@ -61,6 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{len(cfg.datasets)} datasets; options checked, nothing run", file=sys.stderr)
         return 0
     outcome = run_all(cfg)
+    if cfg.plan_only:  # the plan is the output: stdout, as text or one JSON document
+        print(json.dumps({"plans": [p.as_dict() for p in outcome.plans]}, indent=1) if args.json
+              else "\n\n".join(p.format() for p in outcome.plans))
     for rows in outcome.rows.values():
         if rows:
             print(format_table(rows, metrics=cfg.metrics))

@@ -58,7 +58,8 @@ def run_config(args: argparse.Namespace):
         force=args.force, progress=show_progress(args), report=not args.no_report,
         report_dir=args.report_dir, metrics=checked["metrics"], params=checked["params"],
         reference=args.reference, time_budget=args.time_budget,
-        save_models=bool(args.save_models), plan_only=bool(args.plan), mlflow=args.mlflow,
+        save_models=bool(args.save_models), plan_only=bool(args.plan), isolate=args.isolate,
+        mlflow=args.mlflow,
         experiment=experiment)
     return cfg, experiment
 

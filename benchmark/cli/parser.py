@@ -22,25 +22,16 @@ def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool | None 
     """``dataset_required``: True, False (default synthetic), or None (checked later: run
     may take its datasets from --config)."""
     g = p.add_argument_group("data")
-    g.add_argument(
-        "--dataset",
-        required=bool(dataset_required),
-        default="synthetic" if dataset_required is False else None,
-        help="dataset name (see `python -m benchmark datasets`) or file:PATH for your own "
-        "CSV/TSV/Parquet file of (user, item[, rating[, timestamp]])",
-    )
-    g.add_argument(
-        "--data-dir",
-        default=os.environ.get("BENCHMARK_DATA_DIR", "datasets"),
-        help="data root holding <name>/raw and <name>/processed (env BENCHMARK_DATA_DIR; "
-        "default ./datasets)",
-    )
-    g.add_argument(
-        "--split-seed",
-        type=int,
-        default=REFERENCE_SEED,
-        help=f"seed of the user permutation and held-out items (default {REFERENCE_SEED}, the paper's)",
-    )
+    g.add_argument("--dataset", required=bool(dataset_required),
+                   default="synthetic" if dataset_required is False else None,
+                   help="dataset name (see `python -m benchmark datasets`) or file:PATH for your "
+                   "own CSV/TSV/Parquet file of (user, item[, rating[, timestamp]])")
+    g.add_argument("--data-dir", default=os.environ.get("BENCHMARK_DATA_DIR", "datasets"),
+                   help="data root holding <name>/raw and <name>/processed (env "
+                   "BENCHMARK_DATA_DIR; default ./datasets)")
+    g.add_argument("--split-seed", type=int, default=REFERENCE_SEED,
+                   help="seed of the user permutation and held-out items (default "
+                   f"{REFERENCE_SEED}, the paper's)")
     g.add_argument("--min-rating", type=float, default=None, help="keep ratings > this (override)")
     g.add_argument("--min-user-items", type=int, default=None, help="drop users with fewer items")
     g.add_argument("--min-item-users", type=int, default=None, help="drop items with fewer users (applied first)")
@@ -55,12 +46,8 @@ def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool | None 
 
 
 def _add_models_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--models-dir",
-        default=None,
-        help="folder of model plugins (*.py); default: $BENCHMARK_MODELS_DIR, else ./models of "
-        "the current directory",
-    )
+    p.add_argument("--models-dir", default=None, help="folder of model plugins (*.py); default: "
+                   "$BENCHMARK_MODELS_DIR, else ./models of the current directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,10 +155,15 @@ def _add_run_command(sub: Any) -> None:
                    "multvae when present, else the best by validation NDCG@100)")
     s.add_argument("--plan", action="store_true",
                    help="print each model's estimated fit time and peak memory on this machine "
-                   "(every run prints it first) and exit without fitting")
+                   "(every run prints it first) and exit without fitting; with no data on "
+                   "disk, ml-20m, netflix and msd are planned from their published shape")
+    s.add_argument("--json", action="store_true", help="with --plan: the plan as one JSON document")
     s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="most seconds one model's fit may take: a model estimated above it is "
                    "not started, an iterative one stops after the epoch that crosses it")
+    s.add_argument("--isolate", choices=["auto", "all", "none"], default="auto",
+                   help="fit in a child process of its own, so that a crash in native code "
+                   "fails that model only: auto (the fits the plan marks as large), all, none")
     s.add_argument("--force", action="store_true", help="rerun models whose results exist")
     s.add_argument("--no-report", action="store_true", help="do not render the report at the end")
     s.add_argument("--report-dir", default="reports", help="where the report goes (default ./reports)")

@@ -18,7 +18,7 @@ import pandas as pd
 from .download import zip_fetcher
 from .preprocess import SplitConfig
 from .readers import Field, locate, located_files, read_delimited, require
-from .spec import DatasetSpec, register_dataset
+from .spec import DatasetSpec, PublishedShape, register_dataset
 
 BASE = "https://files.grouplens.org/datasets/movielens"
 
@@ -61,6 +61,7 @@ def _spec(
     header: bool,
     md5: str,
     n_heldout: int,
+    published: PublishedShape | None = None,
 ) -> DatasetSpec:
     read, files = _reader(name, filename, fields, sep=sep, header=header)
     return DatasetSpec(
@@ -71,6 +72,7 @@ def _spec(
         read_raw=read,
         fetch=zip_fetcher(f"{BASE}/{name}.zip", f"{name}.zip", md5=md5),
         raw_files=files,
+        published=published,
     )
 
 
@@ -116,4 +118,11 @@ def ml_20m() -> DatasetSpec:
         header=True,
         md5="cd245b17a1ae2cc31bb14903e1204af3",
         n_heldout=10_000,
+        # Liang et al. (2018) Table 1; the reference code prints 9,990,682 interactions
+        published=PublishedShape(
+            users=136_677, items=20_108, clicks=9_990_682, heldout=10_000,
+            source="Liang et al. (2018), Table 1, and the reference code's printout",
+            download_bytes=190 * 10**6, unpacked_bytes=None,
+            sizes_from="about: GroupLens' page gives ml-20m.zip as 190 MB; the unpacked size is "
+            "not stated"),
     )

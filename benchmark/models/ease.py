@@ -32,7 +32,7 @@ from ..model import FitOptions, ItemItemRecommender
 from ..protocol import HeldOut
 from ..registry import register
 from ..resources import DENSE_COPIES, available_cpus, check_memory, dense_weights_skip_reason
-from .linalg import _cholesky_inverse, ease_weights_cpu, ease_weights_torch, gram_dense
+from .linalg import cholesky_inverse_inplace, ease_weights_cpu, ease_weights_torch, gram_dense
 
 __all__ = ["EASE", "DEFAULT_LAMBDA", "PAPER_LAMBDA"]
 
@@ -93,8 +93,18 @@ class EASE(ItemItemRecommender):
         fill), timed at m items. The inverse (potrf + potri) is timed at m/2 and m items and
         fitted as a m^3 + b m^2 (the m^3 flops at the machine's large-matrix rate plus a
         per-panel overhead that small matrices are dominated by), then evaluated at n.
-        Peak = n^2 x bytes x copies.
+        Peak = n^2 x bytes x copies. One timing per shape, dtype, device and threads: EDLAE
+        and DLAE (the same Gram and inverse) share it, so one plan never times this kernel
+        twice under different noise.
         """
+        key = ("ease-closed-form", str(params.get("dtype", "float32")), options.resolve_device(),
+               options.threads)
+        if key not in shape._cache:
+            shape._cache[key] = cls._estimate_uncached(shape, params, options)
+        return shape._cache[key]
+
+    @classmethod
+    def _estimate_uncached(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:
         x = sp.csr_matrix(shape.train_matrix(), dtype=np.float32)
         n = x.shape[1]
         dtype = str(params.get("dtype", "float32"))
@@ -116,7 +126,7 @@ class EASE(ItemItemRecommender):
         g[np.diag_indices_from(g)] += l2
 
         def inverse_at(k: int) -> float:
-            return timed(lambda: _cholesky_inverse(g[:k, :k].copy()), repeats=2)
+            return timed(lambda: cholesky_inverse_inplace(g[:k, :k].copy(), threads), repeats=2)
 
         if m >= 256:
             t1, t2 = inverse_at(m // 2), inverse_at(m)

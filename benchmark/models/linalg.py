@@ -3,21 +3,29 @@ gram solver.
 
 - :func:`gram_dense`: X^T X as a dense array, built in row blocks written in place.
 - :func:`regularised_inverse_cpu` / :func:`regularised_inverse_torch`:
-  P = (X^T X + Lambda)^-1 through the Cholesky factor (LAPACK ``potrf`` + ``potri`` in
-  place on the CPU, ``torch.linalg.cholesky`` + ``cholesky_inverse`` on CUDA), with
+  P = (X^T X + Lambda)^-1 through the Cholesky factor, with
   ``Lambda = l2 I + diag_scale dMat(diag(X^T X))``.
 - :func:`ease_weights_cpu` / :func:`ease_weights_torch`: B = -P / diag(P), diag(B) = 0.
-- :func:`_cholesky_inverse`: the in-place potrf + potri alone (what a cost estimate times).
+- :func:`cholesky_inverse_inplace`: the CPU inverse alone (what a cost estimate times).
 
 The Cholesky route takes about half the floating point work of a general ``inv`` (LU), and
 on the CPU no second n x n matrix.
+
+Which LAPACK on the CPU. SciPy's ``spotrf`` (its bundled OpenBLAS 0.3.30; numpy's ILP64
+OpenBLAS 0.3.31 alike) segfaults with 2 threads on an identity matrix of 41,140 items,
+MSD's catalogue (with 1 thread it completes, in 287 s for ``potrf`` alone); a report on
+another machine saw it from 30,000 items (23,400 worked). torch's ``cholesky_ex`` +
+``cholesky_inverse`` (its bundled LAPACK), in place on the matrix's column-major view,
+complete there: 41,140 identity in 168 + 375 s on 2 cores, with no second n x n matrix.
+So the CPU path is torch's, at every size (one path, the same numbers at every size).
+Measured by ``python benchmarks/ease_lapack.py`` (times, peak memory, and the agreement of
+the two paths where both work, at ML-20M's training shape).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
 
 from ..torch_parts import dense_on_device
 
@@ -63,22 +71,6 @@ def gram_dense(
     return g
 
 
-def _symmetrise_upper(p: np.ndarray, block: int = 1024) -> None:
-    """Copy the upper triangle of a C-ordered array into its lower triangle, in place.
-
-    ``potri`` on the Fortran view writes one triangle only; this fills the other with
-    (block x n) temporaries instead of a second n x n array.
-    """
-    n = p.shape[0]
-    for r0 in range(0, n, block):
-        r1 = min(n, r0 + block)
-        if r0:
-            p[r0:r1, :r0] = p[:r0, r0:r1].T
-        d = p[r0:r1, r0:r1]
-        iu = np.triu_indices(r1 - r0, 1)
-        d[(iu[1], iu[0])] = d[iu]
-
-
 def regularised_inverse_cpu(
     x: sp.csr_matrix,
     l2: float,
@@ -102,22 +94,13 @@ def regularised_inverse_cpu(
     else:
         lam = np.full(g.shape[0], l2, dtype=g.dtype)
     g[np.diag_indices_from(g)] += lam
-    # g is symmetric: its Fortran view g.T is the same matrix, so LAPACK works in place.
-    potrf, potri = (lapack.spotrf, lapack.spotri) if g.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
-    gf = g.T
-    c, info = potrf(gf, lower=0, clean=0, overwrite_a=1)
+    info = cholesky_inverse_inplace(g, threads=threads)
     if info != 0:
         raise np.linalg.LinAlgError(
             f"{model}: Cholesky failed (info={info}); X^T X + {l2} I is not positive definite in "
             f"{dtype}; use a larger lambda or dtype='float64'"
         )
-    p, info = potri(c, lower=0, overwrite_c=1)
-    if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
-        raise np.linalg.LinAlgError(f"{model}: inverse from the Cholesky factor failed (info={info})")
-    p = p.T  # back to the C-ordered view of the same buffer; its lower triangle holds P
-    # The Fortran upper triangle is the C lower triangle: copy it up.
-    _symmetrise_upper(p.T)
-    return p, lam
+    return g, lam
 
 
 def ease_weights_cpu(
@@ -141,11 +124,39 @@ def ease_weights_cpu(
     return p
 
 
-def _cholesky_inverse(g: np.ndarray) -> None:
-    """potrf + potri in place (the kernel of :func:`ease_weights_cpu`, for timing)."""
-    potrf, potri = (lapack.spotrf, lapack.spotri) if g.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
-    c, _ = potrf(g.T, lower=0, clean=0, overwrite_a=1)
-    potri(c, lower=0, overwrite_c=1)
+def cholesky_inverse_inplace(g: np.ndarray, threads: int | None = None) -> int:
+    """Overwrite the symmetric positive definite ``g`` with its inverse, in place.
+
+    torch's ``cholesky_ex`` then ``cholesky_inverse``, both writing into the buffer of
+    ``g`` through its column-major view (``g`` is symmetric, so the view is the same
+    matrix): no second n x n array. Why torch's LAPACK and not SciPy's: the module
+    docstring.
+
+    Args:
+        g: (n, n) float32 or float64, C-contiguous, symmetric positive definite.
+        threads: torch's intra-op threads for the call (None: as set).
+
+    Returns:
+        0, or LAPACK's ``info`` (> 0: the leading minor of that order is not positive
+        definite; ``g`` then holds a partial factor).
+    """
+    import torch
+
+    if not g.flags.c_contiguous:
+        raise ValueError("cholesky_inverse_inplace needs a C-contiguous array")
+    a = torch.from_numpy(g).mT  # column-major view of the same memory
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        info = torch.empty((), dtype=torch.int32)
+        torch.linalg.cholesky_ex(a, upper=False, out=(a, info))
+        if int(info) != 0:
+            return int(info)
+        torch.cholesky_inverse(a, upper=False, out=a)
+    finally:
+        torch.set_num_threads(before)
+    return 0
 
 
 def regularised_inverse_torch(
