@@ -71,6 +71,9 @@ class Estimate:
     seconds: float | None
     peak_bytes: int | None
     detail: str = ""
+    #: What would fit when ``peak_bytes`` does not (e.g. "factors <= 2,900 fits"), shown
+    #: with a refusal.
+    fits: str = ""
 
 
 @dataclass(frozen=True, eq=False)

@@ -156,7 +156,8 @@ def make_plan(
             large = large or est.peak_bytes > LARGE_MEMORY_FRACTION * avail
             if est.peak_bytes > avail:
                 problem = (f"needs about {fmt_bytes(est.peak_bytes)} but {fmt_bytes(avail)} of "
-                           f"{'GPU' if device == 'cuda' else 'host'} memory is available")
+                           f"{'GPU' if device == 'cuda' else 'host'} memory is available"
+                           + (f"; {est.fits}" if est.fits else ""))
         if problem is None and est is not None and est.seconds is not None and time_budget is not None:
             if est.seconds > time_budget:
                 problem = (f"would take about {fmt_seconds(est.seconds)}, over --time-budget "

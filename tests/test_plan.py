@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import REPO
 from test_bad_input import _clicks, _run_args, cli
 
 from benchmark import registry
@@ -142,3 +143,62 @@ def test_a_published_shape_fits_its_activity_quantiles():
     with pytest.raises(ValueError, match="do not fit"):
         DataShape("toy", 10, 10, 101)
 
+
+
+NO_NETWORK = '''
+import socket
+
+def _refuse(*args, **kwargs):
+    raise RuntimeError("network access attempted")
+
+socket.socket.connect = _refuse
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+'''
+
+
+def test_msd_is_planned_from_its_published_shape_before_any_download(tmp_path):
+    """No data on disk, the network blocked: the plan comes from the paper's shape, on
+    stdout, every model of the run named (skipped and refused ones with their reason),
+    iALS refused with what would fit, and the totals; nothing downloaded or written."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_NETWORK)
+    env = {"PYTHONPATH": f"{site}:{REPO}", "BENCHMARK_MEMORY_LIMIT": "16G"}
+    p = cli("run", "--models", "ease,edlae,popularity,ials", "--dataset", "msd", "--plan",
+            "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "r"),
+            "--epochs", "1", cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "from the published shape" in out and "the data was not read" in out
+    assert "471,355 training users x 41,140 items" in out
+    models = {ln.split()[0] for ln in out.splitlines() if ln.startswith("      ")}
+    assert models == {"ease", "edlae", "popularity", "ials"}
+    ials = next(ln for ln in out.splitlines() if ln.startswith("      ials"))
+    assert "REFUSED: needs about" in ials and "factors <= " in ials
+    ease, edlae = (next(ln for ln in out.splitlines() if ln.startswith(f"      {m} "))
+                   for m in ("ease", "edlae"))
+    assert ease.split()[2:4] == edlae.split()[2:4]  # one shared timing of the same kernel
+    total = next(ln for ln in out.splitlines() if ln.startswith("total:"))
+    assert "3 models" in total and "download 476.8 MiB" in total and "disk " in total
+    assert not (tmp_path / "data").exists() and not (tmp_path / "r").exists()
+    j = cli("run", "--models", "popularity", "--dataset", "msd", "--plan", "--json",
+            "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "r"),
+            cwd=tmp_path, env=env)
+    assert j.returncode == 0, j.stderr
+    doc = json.loads(j.stdout)
+    (plan,) = doc["plans"]
+    assert plan["shape"]["items"] == 41_140 and plan["totals"]["models"] == 1
+    assert plan["totals"]["download_bytes"] == 500 * 10**6
+    assert [m["model"] for m in plan["models"]] == ["popularity"]
+
+
+def test_a_skipped_model_has_its_line_in_the_plan(planted_split):
+    """``all`` skips SLIM on MSD; the plan names it with the reason, never drops it."""
+    from benchmark.plan import plan_run
+
+    plan = plan_run(["popularity"], {"slim": "too many items"}, DataShape.from_split(planted_split),
+                    {}, CPU, basis="the data")
+    assert [(r.model, r.skipped) for r in plan.rows] == [("popularity", None), ("slim", "too many items")]
+    text = plan.format()
+    assert "SKIPPED: too many items" in text and "total: 1 models" in text

@@ -56,6 +56,8 @@ from ..cost import DataShape, Estimate, timed, user_sample
 from ..model import EpochReport, FitOptions, IterativeRecommender, available_cpus, seed_streams
 from ..protocol import HeldOut
 from ..registry import register
+from ..resources import available_memory
+from ..units import fmt_bytes
 
 __all__ = ["IALS", "PAPER", "SMALL_DEFAULTS", "OTHER_DEFAULTS", "solve_rows", "regularisation", "ials_loss"]
 
@@ -204,6 +206,8 @@ def ials_loss(x: sp.csr_matrix, w, h, reg_users: np.ndarray, reg_items: np.ndarr
     return observed + unobserved + penalty
 
 
+_TIMING_MAX_D = 512  #: the largest d a plan times a step at (its flop rate is used above)
+
 @register("ials", display_name="iALS")
 class IALS(IterativeRecommender):
     """iALS (Rendle et al. 2022): ALS on all pairs with frequency-scaled L2, exact fold-in."""
@@ -286,7 +290,9 @@ class IALS(IterativeRecommender):
         its rows: sum_r (L_r d^2 + d^3 / 3) flops for a row with L_r >= d observations (Gram
         build and Cholesky), L_r^2 d + L_r^3 / 3 below (dual), plus the eigendecomposition,
         at the rate one timed step reaches on a sample of users here (the full item
-        catalogue, d as asked).
+        catalogue; d as asked up to :data:`_TIMING_MAX_D`, above it the step is timed at that
+        d and its flop rate ASSUMED to hold at the larger d: BLAS-3 rates level off with size,
+        and timing d = 8,192 itself took minutes).
         Peak = the factors, their copies at the best epoch, and one padded group.
         """
         import torch
@@ -299,17 +305,18 @@ class IALS(IterativeRecommender):
         if options.epochs is not None:
             epochs = min(epochs, int(options.epochs))
 
-        def row_flops(m: sp.csr_matrix) -> np.ndarray:  # dual below d observations, else primal
+        def row_flops(m: sp.csr_matrix, d: int = d) -> np.ndarray:  # dual below d, else primal
             lens = np.diff(sp.csr_matrix(m).indptr).astype(np.float64)
             lens = lens[lens > 0]
             return np.where(lens < d, lens**2 * d + lens**3 / 3.0, lens * d * d + d**3 / 3.0)
 
-        def flops(m: sp.csr_matrix) -> float:
-            return float(row_flops(m).sum() + 5.0 * d**3 + m.shape[1] * d * d)  # + eigh, rotation
+        def flops(m: sp.csr_matrix, d: int = d) -> float:  # + eigh, rotation
+            return float(row_flops(m, d).sum() + 5.0 * d**3 + m.shape[1] * d * d)
 
-        per_user = float(row_flops(x).mean()) if x.nnz else 1.0
+        dt = min(d, _TIMING_MAX_D)
+        per_user = float(row_flops(x, dt).mean()) if x.nnz else 1.0
         sample = user_sample(x, 0.0, int(np.clip(2e9 / per_user, 16, 2000)))
-        h = torch.randn(x.shape[1], d, dtype=dtype, device=device) * 0.01
+        h = torch.randn(x.shape[1], dt, dtype=dtype, device=device) * 0.01
         g = h.T @ h
         reg = np.ones(sample.shape[0])
 
@@ -318,16 +325,20 @@ class IALS(IterativeRecommender):
             if device == "cuda":
                 torch.cuda.synchronize()
 
-        rate = flops(sample) / max(timed(step, repeats=2), 1e-6)
+        rate = flops(sample, dt) / max(timed(step, repeats=2), 1e-6)
         xt = x.T.tocsr()
         per_epoch = flops(x) + flops(xt) + flops(shape.valid_part().fold_in)
         itemsize = 4 if dtype == torch.float32 else 8
         n = x.shape[0] + x.shape[1]
         peak = n * d * itemsize * 3 + _GROUP_BUDGET["cuda" if device == "cuda" else "cpu"] * itemsize * 2 \
             + x.nnz * 12 * 2
+        fixed, avail = peak - n * d * itemsize * 3, available_memory(device)
+        most = int((avail - fixed) // (n * itemsize * 3)) if avail > fixed else 0
         return Estimate(epochs * per_epoch / rate, int(peak),
                         f"{epochs} epochs x the solves' flops at the rate of a step timed on "
-                        f"{sample.shape[0]} users, d={d}")
+                        f"{sample.shape[0]} users, d={dt}",
+                        fits=(f"factors <= {most:,} fits ({fmt_bytes(avail)} available; factors={d:,} "
+                              f"needs {fmt_bytes(peak)})" if most >= 1 else "no factor count fits"))
 
     def param_problems(self) -> list[str]:
         problems = []
