@@ -41,7 +41,7 @@ SCHEMA_VERSION = 2
 class ResultRow:
     """One line of ``results.jsonl``: one fitted model (dataset, model, seed) on one part.
 
-    Written by ``run`` (:func:`benchmark.runner.write_rows`), read by ``report``; the
+    Written by ``run`` (:func:`benchmark.runner.write_result`), read by ``report``; the
     per-user metric values are in ``arrays`` (an ``.npz`` beside the rows). Every field that
     changes a number is in ``run_key`` / ``config_key``.
     """

@@ -24,13 +24,13 @@ __all__ = ["EPILOG_RUN", "build_parser", "main", "_split_from_args"]
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in argv:
-        argv.remove("--debug")
+    debug = "--debug" in argv  # debug messages, a failed fit's traceback among them
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     args.argv = argv
     from ..logs import configure_cli
 
-    configure_cli(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
+    configure_cli(-1 if getattr(args, "quiet", False) else 1 if debug or getattr(args, "verbose", False) else 0)
     if getattr(args, "models_dir", None):
         models_dir = Path(args.models_dir)
         if not models_dir.is_dir():
