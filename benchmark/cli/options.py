@@ -46,9 +46,7 @@ def run_config(args: argparse.Namespace):
                                ("--dataset NAME (or datasets in --config)", datasets)) if not ok]
     if missing:
         raise UsageError([f"{m} is required" for m in missing])
-    args.dataset = datasets[0]  # the data checks read it; every dataset is checked alike
     checked = preflight(args)  # every problem at once, before any data or fit
-    args.datasets = datasets
     experiment = effective_config(args, args.run_parser, checked["params"], checked["seeds"])
     cfg = RunConfig(
         models=args.models, datasets=datasets, data_dir=args.data_dir, split_seed=args.split_seed,
