@@ -15,7 +15,8 @@ import json
 import math
 from typing import Any
 
-from . import registry
+import benchmark.registry as registry
+
 from .evaluate import DEFAULT_METRICS, parse_metric
 from .fsutil import check_writable_dir
 from .logs import logger

@@ -86,7 +86,7 @@ def _check_value(key: str, value: Any, action: argparse.Action, where: str) -> s
 
 def _models_table(value: Any, where: str, problems: list[str]) -> tuple[str, list[str]]:
     """``models`` as a table (name -> params), a list or a string -> ("a,b", --param items)."""
-    from . import registry
+    import benchmark.registry as registry
 
     if isinstance(value, str):
         return value, []

@@ -38,7 +38,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import registry
+import benchmark.registry as registry
+
 from .evaluate import DEFAULT_METRICS, EvalResult, evaluate
 from .logs import logger
 from .model import FitOptions, Recommender

@@ -282,7 +282,8 @@ class Recommender:
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> Recommender:
         """A model saved by :meth:`save`; it scores identically. On a base class
         (``Recommender.load``) the class is found in the model registry by the saved name."""
-        from . import registry
+        import benchmark.registry as registry
+
         from .persist import load_model, saved_model_name
 
         if cls in (Recommender, IterativeRecommender, ItemItemRecommender):

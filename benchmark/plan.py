@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import registry
+import benchmark.registry as registry
+
 from .cost import TIMINGS, DataShape, Estimate, timing_spread
 from .model import FitOptions
 from .protocol import Split

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import registry
+import benchmark.registry as registry
+
 from .cost import DataShape
 from .evaluate import DEFAULT_METRICS
 from .jobs import (

@@ -69,7 +69,7 @@ def planted_split(seed: int = 7) -> Split:
 
 
 def _resolve(model: str | type[Recommender]) -> type[Recommender]:
-    from . import registry
+    import benchmark.registry as registry
 
     return registry.get(model) if isinstance(model, str) else model
 
@@ -197,7 +197,8 @@ def check_recommend(fitted: Recommender, split: Split) -> None:
 
 
 def check_beats_popularity(fitted: Recommender, split: Split, margin: float = 0.02) -> float:
-    from . import registry
+    import benchmark.registry as registry
+
     from .evaluate import evaluate
 
     pop = registry.get("popularity")().fit(split.train)

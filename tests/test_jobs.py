@@ -64,14 +64,14 @@ def test_a_plugin_job_carries_its_file_and_a_worker_refuses_other_code(tmp_path)
     """A plugin class exists only where its file was imported: the reference names the
     file, and a process that never imported it resolves the class from it; a file whose
     code differs from the driver's is refused."""
-    plugin = tmp_path / "mine.py"
-    plugin.write_text((REPO / "models" / "itemknn.py").read_text().replace('"itemknn"', '"mine"'))
+    plugin = tmp_path / "jobs_probe.py"
+    plugin.write_text((REPO / "models" / "itemknn.py").read_text().replace('"itemknn"', '"jobs-probe"'))
     registry.import_plugin(plugin)
     try:
-        ref = ModelRef.of(registry.get("mine"))
+        ref = ModelRef.of(registry.get("jobs-probe"))
     finally:  # keep the process's registry as the other tests expect it
-        registry._REGISTRY.pop("mine", None)
-        sys.modules.pop("benchmark_plugin_mine", None)
+        registry._REGISTRY.pop("jobs-probe", None)
+        sys.modules.pop("benchmark_plugin_jobs_probe", None)
     assert ref.plugin_file == str(plugin)
     code = ("import pickle, sys; ref = pickle.loads(sys.stdin.buffer.read()); "
             "print(ref.resolve().__name__)")

@@ -26,7 +26,12 @@ def synthetic() -> DatasetSpec:
     )
 
 
-from . import movielens, netflix, msd, lastfm  # noqa: E402,F401,I001  (register, in this order)
+# The loaders register their datasets on import, in this order (named, not `from . import`,
+# which would import this package's __init__ back):
+from .movielens import ml_100k  # noqa: E402,F401,I001
+from .netflix import netflix  # noqa: E402,F401,I001
+from .msd import msd  # noqa: E402,F401,I001
+from .lastfm import lastfm  # noqa: E402,F401,I001
 
 
 def _rehearsal(name: str) -> DatasetSpec:

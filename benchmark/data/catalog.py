@@ -13,7 +13,7 @@ from .spec import _DATASETS, DatasetSpec
 
 
 def _import_builtin() -> None:
-    from . import builtin  # noqa: F401  (registers the built-in datasets)
+    from .builtin import synthetic  # noqa: F401  (registers the built-in datasets)
 
 
 def dataset_names() -> list[str]:

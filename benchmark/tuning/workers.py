@@ -15,7 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .. import registry
+import benchmark.registry as registry
+
 from ..evaluate import validation_ndcg
 from ..model import EpochReport, FitOptions, available_cpus
 from ..protocol import Split
