@@ -202,6 +202,17 @@ def data_problems(args: Any) -> list[str]:
     return [c for c in checks if c]
 
 
+def _ray_problem(address: str | None) -> str | None:
+    """--ray needs Ray installed (checked here: joining the cluster waits for the run)."""
+    if address is None:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return "--ray: Ray is not installed; pip install 'cf-benchmark[ray]' (docs/cluster.md)"
+    return None
+
+
 def preflight(args: Any, *, tune: bool = False) -> dict:
     """Check every option of ``run`` / ``tune`` before anything is loaded or fitted.
 
@@ -224,6 +235,9 @@ def preflight(args: Any, *, tune: bool = False) -> dict:
         check_int(args.epochs, "--epochs", minimum=1),
         check_int(args.trials, "--trials", minimum=1 if tune else 0),
         check_int(getattr(args, "workers", None), "--workers", minimum=1),
+        check_int(getattr(args, "threads", None), "--threads", minimum=1),
+        check_int(getattr(args, "ray_retries", None), "--ray-retries", minimum=0),
+        _ray_problem(getattr(args, "ray", None)),
         check_positive(args.timeout, "--timeout"),
         check_positive(getattr(args, "time_budget", None), "--time-budget"),
         check_device(args.device),

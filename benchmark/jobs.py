@@ -137,6 +137,8 @@ class JobResult:
         model_dir: a temporary folder holding the saved model (``save_model`` only); the
             writer moves it into the results folder.
         error: "Type: message" when the fit or its evaluation raised, else None.
+        model_files: the saved model as {relative path: bytes}, on its way from a remote
+            worker (:mod:`benchmark.cluster`) to the writer; None elsewhere.
         worker: facts about where it ran (executor, node, resources), kept in the rows.
     """
 
@@ -146,6 +148,7 @@ class JobResult:
     model_dir: str | None = None
     error: str | None = None
     worker: dict[str, Any] = field(default_factory=dict)
+    model_files: dict[str, bytes] | None = None
 
     @property
     def ok(self) -> bool:

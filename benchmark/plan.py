@@ -44,6 +44,7 @@ class PlanRow:
     Attributes:
         large: the estimate is over :data:`LARGE_MEMORY_FRACTION` of the memory available
             or :data:`LARGE_SECONDS` (``run`` fits it in a child process by default).
+        over_memory: the problem is this machine's memory (a Ray cluster's nodes may have it).
     """
 
     model: str
@@ -52,6 +53,7 @@ class PlanRow:
     problem: str | None = None
     large: bool = False
     skipped: str | None = None
+    over_memory: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         e = self.estimate
@@ -145,7 +147,7 @@ def make_plan(
         cls = registry.get(name)
         p = {**cls.default_params(shape.dataset), **params.get(name, {})}
         problem = None
-        large = False
+        large = over = False
         try:
             est = cls.estimate_cost(shape, p, options)
         except Exception as exc:  # an estimate must never stop a run
@@ -156,6 +158,7 @@ def make_plan(
             avail = available_memory(device, memory_limit)
             large = large or est.peak_bytes > LARGE_MEMORY_FRACTION * avail
             if est.peak_bytes > avail:
+                over = True
                 problem = (f"needs about {fmt_bytes(est.peak_bytes)} but {fmt_bytes(avail)} of "
                            f"{'GPU' if device == 'cuda' else 'host'} memory is available"
                            + (f"; {est.fits}" if est.fits else ""))
@@ -163,7 +166,7 @@ def make_plan(
             if est.seconds > time_budget:
                 problem = (f"would take about {fmt_seconds(est.seconds)}, over --time-budget "
                            f"{fmt_seconds(time_budget)}")
-        rows.append(PlanRow(name, est, device, problem, large))
+        rows.append(PlanRow(name, est, device, problem, large, over_memory=over))
     return rows
 
 

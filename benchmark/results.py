@@ -82,6 +82,7 @@ class ResultRow:
     tuning: dict[str, Any] | None = None  # the study's summary and its trial history
     extra: dict[str, Any] | None = None  # per-epoch history, beta curve, model facts
     model_path: str | None = None  # --save-models
+    worker: dict[str, Any] | None = None  # where it ran: executor; under Ray the node, resources, versions
     schema_version: int = SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:

@@ -86,6 +86,9 @@ class RunConfig:
     plan_only: bool = False
     isolate: str = "auto"
     mlflow: str | None = None
+    ray: str | None = None
+    threads: int | None = None
+    ray_retries: int = 2
     #: The effective experiment configuration (``--config`` + command line), kept in each row.
     experiment: dict[str, Any] | None = None
 
@@ -137,10 +140,11 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
         split = _load(cfg, dataset)
         plan = plan_dataset(cfg, split, split.stats())
         logger.info(plan.format())
-        refused = {r.model: r.problem for r in plan.rows if r.problem}
-        large = {r.model for r in plan.rows if r.large}
-        names = [r.model for r in plan.rows if not (r.skipped or r.problem)]
-        rows, failures = run(cfg, split, executor=executor or executor_for(cfg, large),
+        # under Ray, the cluster's nodes (not this machine's memory) decide what fits
+        refused = {r.model: r.problem for r in plan.rows
+                   if r.problem and not (cfg.ray is not None and r.over_memory)}
+        names = [r.model for r in plan.rows if not (r.skipped or r.model in refused)]
+        rows, failures = run(cfg, split, executor=executor or executor_for(cfg, plan),
                              refused=refused, names=names)
         outcome.rows[split.meta.get("dataset", dataset)] = rows
         outcome.failures += failures
@@ -206,14 +210,26 @@ def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any])
         download = pub.download_bytes
         disk = (pub.download_bytes or 0) + (pub.unpacked_bytes or 0) + pub.cache_bytes
     return plan_run(names, skipped, shape, cfg.params,
-                    FitOptions(device=cfg.device, epochs=cfg.epochs, progress=False),
+                    FitOptions(device=cfg.device, epochs=cfg.epochs, progress=False,
+                               threads=cfg.threads or (1 if cfg.ray is not None else None)),
                     basis=basis, time_budget=cfg.time_budget, download_bytes=download,
                     disk_bytes=disk)
 
 
-def executor_for(cfg: RunConfig, large: set[str]) -> Executor:
-    """Sequential in this process, except the fits ``cfg.isolate`` puts in a child process
-    ("auto": the models in ``large``; "all"; "none")."""
+def executor_for(cfg: RunConfig, plan: Plan) -> Executor:
+    """Ray tasks with ``cfg.ray`` (each asking for the plan's memory and device); else
+    sequential in this process, except the fits ``cfg.isolate`` puts in a child process
+    ("auto": the models the plan marks as large; "all"; "none")."""
+    if cfg.ray is not None:
+        from .cluster import RayExecutor
+
+        threads = cfg.threads or 1
+        requests = {r.model: {"num_cpus": threads, "num_gpus": 1 if r.device == "cuda" else 0,
+                              "memory": int(r.estimate.peak_bytes) if r.estimate else 0}
+                    for r in plan.rows}
+        return RayExecutor(cfg.ray or None, requests=requests, threads=threads,
+                           max_retries=cfg.ray_retries)
+    large = {r.model for r in plan.rows if r.large}
     if cfg.isolate == "none" or (cfg.isolate == "auto" and not large):
         return SequentialExecutor()
     if cfg.isolate == "all":
@@ -291,7 +307,7 @@ def build_jobs(cfg: RunConfig, split: Split, classes: dict[str, type[Recommender
         for seed in todo:
             options = FitOptions(seed=seed, device=cfg.device, epochs=cfg.epochs,
                                  progress=cfg.progress, dataset=dataset,
-                                 time_budget=cfg.time_budget)
+                                 time_budget=cfg.time_budget, threads=cfg.threads)
             jobs.append(FitJob(dataset=dataset, model=ref, params=dict(params), seed=seed,
                                run_key=seed_run_key(config, seed), options=options,
                                metrics=tuple(cfg.metrics), facts=facts,
@@ -335,6 +351,8 @@ def write_result(store: ResultStore, result: JobResult) -> list[dict[str, Any]]:
     written: list[Path] = []
     target = store.dir / MODELS_DIR / result.job.run_key
     try:
+        for r in rows:
+            r["worker"] = result.worker or None
         if result.model_dir:  # the model first: a row never names a missing model
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(target, ignore_errors=True)

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                         "benchmark.testing")),
     ("models", ("benchmark.models",)),
     ("results and report", ("benchmark.results", "benchmark.report")),
-    ("planning, running and tuning", ("benchmark.plan", "benchmark.jobs", "benchmark.runner",
+    ("planning, running and tuning", ("benchmark.plan", "benchmark.jobs", "benchmark.cluster", "benchmark.runner",
                                       "benchmark.tuning", "benchmark.checks",
                                       "benchmark.experiment", "benchmark.tracking",
                                       "benchmark.summary", "benchmark.api")),

@@ -89,7 +89,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         names, split, study=args.study, fixed_params=fixed, trials=args.trials,
         timeout=args.timeout, storage=args.storage, results_dir=args.results_dir, seed=args.seed,
         device=args.device, epochs=args.epochs, progress=not args.no_progress,
-        workers=args.workers, pruner=args.pruner)
+        workers=args.workers, pruner=args.pruner, ray=args.ray, threads=args.threads)
     if results:
         print(format_tuning([(name, info) for name, _, info in results]), flush=True)
         logger.info(f"storage: {results[0][2]['storage']}  (rerun the same command to resume or "
@@ -110,6 +110,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = build_report(args.results_dir, args.out, reference=args.reference)
     print(f"report written to {out}")
     return 0
-
-
-# --- parser ---------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def run_config(args: argparse.Namespace):
         report_dir=args.report_dir, metrics=checked["metrics"], params=checked["params"],
         reference=args.reference, time_budget=args.time_budget,
         save_models=bool(args.save_models), plan_only=bool(args.plan), isolate=args.isolate,
-        mlflow=args.mlflow,
+        mlflow=args.mlflow, ray=args.ray, threads=args.threads, ray_retries=args.ray_retries,
         experiment=experiment)
     return cfg, experiment
 

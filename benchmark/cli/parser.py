@@ -122,6 +122,13 @@ def _add_run_opts(s: argparse.ArgumentParser, *, models_required: bool = True) -
                    help="metrics to record besides the paper's recall@20, recall@50 and "
                    "ndcg@100: precision@K, map@K, mrr@K, hitrate@K, coverage@K, recall@K, "
                    "ndcg@K (definitions: docs/metrics.md)")
+    s.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads per fit (default: every core; under --ray 1, asked of Ray)")
+    s.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run each fit (tune: each trial) as a Ray task: on the cluster at "
+                   "ADDRESS (ray://host:10001 included), or without one on $RAY_ADDRESS, the "
+                   "cluster running here, else a new local one; needs pip install "
+                   "'cf-benchmark[ray]' (docs/cluster.md)")
     s.add_argument("--check", action="store_true",
                    help="check every option (models, --param values, seeds, device, "
                    "folders) and exit without loading data or fitting")
@@ -164,6 +171,8 @@ def _add_run_command(sub: Any) -> None:
     s.add_argument("--isolate", choices=["auto", "all", "none"], default="auto",
                    help="fit in a child process of its own, so that a crash in native code "
                    "fails that model only: auto (the fits the plan marks as large), all, none")
+    s.add_argument("--ray-retries", type=int, default=2, metavar="N",
+                   help="with --ray: how often a fit whose worker or node died is rerun (default 2)")
     s.add_argument("--force", action="store_true", help="rerun models whose results exist")
     s.add_argument("--no-report", action="store_true", help="do not render the report at the end")
     s.add_argument("--report-dir", default="reports", help="where the report goes (default ./reports)")

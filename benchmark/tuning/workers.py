@@ -151,18 +151,26 @@ def _run_worker(
     worker_index: int,
     n_startup: int,
     fixed_params: dict[str, Any] | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
+    lock: Any = None,
+    sampler_seed: int | None = None,
 ) -> None:
-    """Run trials of one study until it holds ``budget`` trials (or ``timeout`` passes)."""
+    """Run trials of one study until it holds ``budget`` trials (or ``timeout`` passes).
+
+    ``storage``, ``lock``: the study's storage and lock when not those of ``storage_url``
+    (a Ray worker: Optuna's gRPC proxy of the driver's SQLite, a Ray lock); ``sampler_seed``:
+    TPE's seed (default ``seed + worker_index``)."""
     _quiet_optuna()
     cls = registry.get(name)
     dataset = split.meta.get("dataset")
     label = name if worker_index == 0 else f"{name} w{worker_index}"
     if threads is not None:
         _limit_threads(threads)
-    storage = make_storage(storage_url)
+    storage = storage or make_storage(storage_url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=seed + worker_index, n_startup_trials=n_startup)
+        sampler = optuna.samplers.TPESampler(seed=seed + worker_index if sampler_seed is None else sampler_seed,
+                                             n_startup_trials=n_startup)
         pinned = sampler_fixed(cls, fixed_params or {})
         if pinned:  # overridden parameters of the search space are not searched
             sampler = optuna.samplers.PartialFixedSampler(pinned, sampler)
@@ -170,7 +178,7 @@ def _run_worker(
         study_name,
         storage,
         budget=budget,
-        lock=StudyLock(storage_url, study_name),
+        lock=lock or StudyLock(storage_url, study_name),
         defaults=defaults,
         sampler=sampler,
         pruner=make_pruner(pruner, epochs),
@@ -252,17 +260,6 @@ def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _worker_entry(name: str, split: Split, kwargs: dict[str, Any]) -> None:
-    """Entry point of a spawned worker process (exit code 1 on error, 130 on Ctrl+C)."""
-    try:
-        _run_worker(name, split, **kwargs)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:
-        log(f"[{name} w{kwargs.get('worker_index')}] worker failed: {type(exc).__name__}: {exc}")
-        sys.exit(1)
-
-
 # --- the public entry points ----------------------------------------------------------------
 def tune_model(
     name: str,
@@ -281,6 +278,8 @@ def tune_model(
     pruner: str | optuna.pruners.BasePruner = "median",
     wait_for_running: bool = True,
     fixed_params: dict[str, Any] | None = None,
+    ray: str | None = None,
+    threads: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Tune one model on validation NDCG@100; resume the study if it exists.
 
@@ -306,6 +305,10 @@ def tune_model(
         wait_for_running: at the end, wait for trials other workers are still running
             (failing those whose heartbeat went stale) so the best trial is final.
         fixed_params: constructor parameters held fixed in every trial (``--param``).
+        ray: run the ``workers`` as Ray tasks on this cluster ("": the default one, see
+            :func:`benchmark.tuning.pool.run_ray_workers`); None: local processes.
+        threads: CPU threads per worker (default: all cores for one local worker, else the
+            cores shared out among the workers).
 
     Returns:
         (best constructor params, info) where info holds the study name, storage (no
@@ -378,7 +381,8 @@ def tune_model(
             f"pruner {_describe_pruner(pruner_obj)}")
 
     n_startup = max(2, min(10, budget // 3))
-    threads = None if workers == 1 else max(1, available_cpus() // workers)
+    if threads is None and (workers > 1 or ray is not None):
+        threads = max(1, available_cpus() // workers)
     kwargs = dict(
         storage_url=url,
         study_name=study_name,
@@ -393,10 +397,16 @@ def tune_model(
         n_startup=n_startup,
         fixed_params=fixed,
     )
-    if workers == 1:
+    if ray is not None:
+        from .pool import run_ray_workers
+
+        run_ray_workers(_run_worker, name, split, workers, kwargs, address=ray or None)
+    elif workers == 1:
         _run_worker(name, split, worker_index=0, **kwargs)
     else:
-        _run_workers(name, split, workers, kwargs)
+        from .pool import run_local_workers
+
+        run_local_workers(_run_worker, name, split, workers, kwargs)
 
     if wait_for_running:
         _wait_for_running(study, name, timeout=None if timeout is None else max(0.0, timeout - (time.perf_counter() - t_start)))
@@ -419,32 +429,3 @@ def tune_model(
     info["best_params"] = _jsonable(best_params)
     info["fixed_params"] = _jsonable(fixed)
     return best_params, info
-
-
-def _run_workers(name: str, split: Split, workers: int, kwargs: dict[str, Any]) -> None:
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    procs = []
-    for i in range(workers):
-        p = ctx.Process(
-            target=_worker_entry,
-            args=(name, split, dict(kwargs, worker_index=i + 1)),
-            name=f"tune-{name}-{i + 1}",
-        )
-        p.start()
-        procs.append(p)
-    log(f"[{name}] {workers} worker processes on one study (pids {', '.join(str(p.pid) for p in procs)})")
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-        raise
-    bad = [p for p in procs if p.exitcode != 0]
-    if bad:
-        log(f"[{name}] {len(bad)} of {workers} workers exited with an error "
-            f"(codes {[p.exitcode for p in bad]}); the others' trials are kept")
