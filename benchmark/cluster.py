@@ -91,6 +91,15 @@ def unpack_dir(files: dict[str, bytes], folder: str | Path) -> Path:
     return root
 
 
+def writable(split: Split) -> Split:
+    """A copy of a split whose arrays may be written: those Ray hands a task from its object
+    store are read-only views, which LightFM's Cython (and any model that writes into its
+    input) cannot take."""
+    import copy
+
+    return copy.deepcopy(split)
+
+
 def _with_plugin(ref: ModelRef, source: str | None) -> ModelRef:
     """On a worker: the plugin's file where the driver's path is missing here, written from
     the text that came with the job (its source hash is checked when the class resolves)."""
@@ -122,7 +131,7 @@ def _remote_fit(job: FitJob, split: Split, plugin_source: str | None) -> JobResu
         except ImportError:  # pragma: no cover
             pass
     job = dataclasses.replace(job, model=_with_plugin(job.model, plugin_source))
-    result = fit_job(job, split)
+    result = fit_job(job, writable(split))
     result.worker = _worker_facts(ray)
     if result.model_dir:
         folder = Path(result.model_dir)

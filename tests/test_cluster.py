@@ -215,3 +215,23 @@ def test_tune_on_two_nodes_runs_exactly_the_budget(cluster, tmp_path):
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
     assert len(trials) == 6
     assert trials[0].user_attrs.get("paper_defaults") is True
+
+
+def test_a_task_fits_on_a_writable_copy_of_a_read_only_split(ml100k_split):
+    """Ray's object store gives tasks read-only arrays; LightFM's Cython refuses them."""
+    import copy
+
+    from benchmark.cluster import writable
+    from benchmark.jobs import fit_and_evaluate
+    from benchmark.model import FitOptions
+    from benchmark.models.lightfm import LightFMRecommender as LightFM
+
+    frozen = copy.deepcopy(ml100k_split)
+    for m in (frozen.train, frozen.valid.fold_in, frozen.valid.holdout):
+        for a in (m.data, m.indices, m.indptr):
+            a.setflags(write=False)
+    opts = FitOptions(epochs=1, progress=False, threads=1)
+    with pytest.raises(ValueError, match="read-only"):
+        fit_and_evaluate(LightFM, {}, frozen, opts, parts=("valid",))
+    _, _, evals = fit_and_evaluate(LightFM, {}, writable(frozen), opts, parts=("valid",))
+    assert evals["valid"].mean()["ndcg@100"] > 0
