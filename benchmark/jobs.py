@@ -111,6 +111,8 @@ class FitJob:
         facts: row fields fixed before the fit (config key, overrides, epoch budget, split
             hash, tuning, experiment, ...), copied into both rows.
         save_model: keep the fitted model (its folder comes back in the result).
+        same_fit_for: (seed, run key) of further seeds whose rows reuse this fit (a model
+            whose fit has no randomness given the split, ``fit_uses_seed = False``).
         label: how log lines name the fit ("ease", "multvae seed 1").
     """
 
@@ -123,6 +125,7 @@ class FitJob:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     facts: dict[str, Any] = field(default_factory=dict)
     save_model: bool = False
+    same_fit_for: tuple[tuple[int, str], ...] = ()
     label: str = ""
 
 
@@ -251,6 +254,12 @@ def _rows(job: FitJob, model: Recommender, fit_seconds: float,
             n_excluded=ev.n_excluded, score_seconds=ev.seconds, arrays=f"arrays/{row_id}.npz",
         ).as_dict())
         arrays[row_id] = ev.arrays()
+    for seed, key in job.same_fit_for:  # the same fit, recorded under each further seed
+        for row in rows[:2]:
+            row_id = f"{key}-{row['part']}"
+            rows.append({**row, "id": row_id, "run_key": key, "seed": seed,
+                         "same_fit_as": job.run_key, "arrays": f"arrays/{row_id}.npz"})
+            arrays[row_id] = arrays[row["id"]]
     return rows, arrays
 
 

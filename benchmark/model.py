@@ -95,6 +95,9 @@ class Recommender:
         epochs_param: the parameter ``--epochs`` caps (default ``epochs``).
         display_name: how reports and papers name the model ("Mult-VAE", "EASE"); empty:
             the registry name (:meth:`label_for_reports`).
+        fit_uses_seed: False for a model whose fit has no randomness given the split
+            (popularity, EASE, EDLAE, DLAE, SLIM): ``--seeds`` fits it once and the other
+            seeds' rows reuse that fit (``same_fit_as``). Not a hyperparameter.
 
     Hooks a model may override, each with a default: :meth:`default_params`,
     :meth:`search_space`, :meth:`param_problems`, :meth:`skip_reason`,
@@ -106,6 +109,7 @@ class Recommender:
     description: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     iterative: ClassVar[bool] = False
+    fit_uses_seed: ClassVar[bool] = True
     #: The constructor parameter that ``--epochs`` caps (None: ``epochs`` when the model
     #: has one). Results fitted below it are labelled "capped".
     epochs_param: ClassVar[str | None] = None

@@ -82,6 +82,7 @@ class ResultRow:
     tuning: dict[str, Any] | None = None  # the study's summary and its trial history
     extra: dict[str, Any] | None = None  # per-epoch history, beta curve, model facts
     model_path: str | None = None  # --save-models
+    same_fit_as: str | None = None  # run key of the fit these rows reuse (fit_uses_seed False)
     worker: dict[str, Any] | None = None  # where it ran: executor; under Ray the node, resources, versions
     schema_version: int = SCHEMA_VERSION
 

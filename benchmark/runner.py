@@ -304,6 +304,12 @@ def build_jobs(cfg: RunConfig, split: Split, classes: dict[str, type[Recommender
                  "split_hash": split.split_hash, "split_seed": split.meta.get("seed"),
                  **({"experiment": cfg.experiment} if cfg.experiment else {}),
                  **({"tuning": tuning} if tuning else {})}
+        reuse: dict[int, tuple[tuple[int, str], ...]] = {}
+        if not cls.fit_uses_seed and len(todo) > 1:  # one fit serves every seed
+            reuse = {todo[0]: tuple((s, seed_run_key(config, s)) for s in todo[1:])}
+            log(f"[{name}] fitted once for seeds {', '.join(map(str, todo))}: its fit has no "
+                "randomness given the split (fit_uses_seed = False)")
+            todo = todo[:1]
         for seed in todo:
             options = FitOptions(seed=seed, device=cfg.device, epochs=cfg.epochs,
                                  progress=cfg.progress, dataset=dataset,
@@ -311,8 +317,8 @@ def build_jobs(cfg: RunConfig, split: Split, classes: dict[str, type[Recommender
             jobs.append(FitJob(dataset=dataset, model=ref, params=dict(params), seed=seed,
                                run_key=seed_run_key(config, seed), options=options,
                                metrics=tuple(cfg.metrics), facts=facts,
-                               save_model=cfg.save_models,
-                               label=name if len(seeds) == 1 else f"{name} seed {seed}"))
+                               save_model=cfg.save_models, same_fit_for=reuse.get(seed, ()),
+                               label=name if len(seeds) == 1 or reuse else f"{name} seed {seed}"))
     return jobs, found, failures
 
 
@@ -321,7 +327,8 @@ def _found(cfg: RunConfig, store: ResultStore, done: dict, key: str, found: list
     asked); its rows join ``found`` then."""
     have = [done.get((key, part)) for part in ("valid", "test")]
     complete = all(r is not None and set(cfg.metrics) <= set(r.get("metrics") or {}) for r in have)
-    if cfg.save_models and not (store.dir / MODELS_DIR / key / "model.json").is_file():
+    saved = (have[0] or {}).get("model_path") or f"{MODELS_DIR}/{key}"  # a reused fit's model
+    if cfg.save_models and not (store.dir / saved / "model.json").is_file():
         complete = False  # asked to keep the fitted model, and it is not there yet
     if cfg.force or not complete:
         return False

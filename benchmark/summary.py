@@ -18,7 +18,8 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_ME
     """A plain-text table of test metrics with validation NDCG@100, one line per model.
 
     One seed: mean ± s.e. over users. Several seeds: the mean over seeds ± the standard
-    deviation over seeds (the report adds the s.e. over users of the per-user means).
+    deviation over seeds (the report adds the s.e. over users of the per-user means). A
+    model fitted once for several seeds (``same_fit_as``) is one fit: "3 (1 fit)", ± s.e.
     """
     by_model: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
@@ -27,7 +28,14 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_ME
     lines = []
     for model, parts in by_model.items():
         test, valid = parts.get("test", []), parts.get("valid", [])
-        cells = [model, str(len(test)), _fmt(_mean(valid, "ndcg@100"))]
+        fits = {r.get("same_fit_as") or r.get("run_key") for r in test}
+        if len(fits) < len(test):  # seeds sharing one fit: count (and average) fits only
+            seeds = f"{len(test)} ({len(fits)} fit{'s' if len(fits) > 1 else ''})"
+            test = [r for r in test if not r.get("same_fit_as")]
+            valid = [r for r in valid if not r.get("same_fit_as")]
+        else:
+            seeds = str(len(test))
+        cells = [model, seeds, _fmt(_mean(valid, "ndcg@100"))]
         for m in metrics:
             if len(test) > 1:
                 vals = [r["metrics"][m] for r in test if isinstance((r.get("metrics") or {}).get(m), (int, float))]

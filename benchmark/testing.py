@@ -169,6 +169,11 @@ def check_inputs_unchanged_and_seeded(model, fitted: Recommender, split: Split,
     scale = max(1.0, float(np.abs(first).max()))
     np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-6 * scale,
                                err_msg="the same seed gave different scores")
+    if not cls.fit_uses_seed:  # it says its fit has no randomness: another seed, same scores
+        _, _, other = setup(model, params, seed=1)
+        third = cls(**merged).fit(split.train, split.valid, options=other).score(split.test.fold_in)
+        np.testing.assert_allclose(third, first, rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg="fit_uses_seed is False but seed 1 gave other scores")
 
 
 def check_save_load(fitted: Recommender, split: Split) -> None:

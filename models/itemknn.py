@@ -19,6 +19,7 @@ class ItemKNN(ItemItemRecommender):
     """Item kNN: cosine item-item similarity, k neighbours per item (example plugin)."""
 
     display_name = "Item kNN"  # how reports name it (default: the registry name)
+    fit_uses_seed = False  # no randomness given the split: --seeds fits it once
 
     def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
         self.k = k

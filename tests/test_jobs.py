@@ -143,3 +143,34 @@ def test_the_child_process_executor_gives_the_sequential_numbers(planted_split, 
     for a, b in zip(here, there):
         assert b.ok and b.worker["executor"] == "child-process"
         assert [r["metrics"] for r in a.rows] == [r["metrics"] for r in b.rows]
+
+
+def test_a_model_without_randomness_is_fitted_once_for_several_seeds(planted_split, tmp_path):
+    """``fit_uses_seed = False`` (EASE): one fit serves seeds 0, 1, 2 (rows marked
+    ``same_fit_as``); Mult-VAE is fitted per seed; the table and the report show one fit;
+    the rerun fits nothing."""
+    from benchmark.report.load import load_results
+    from benchmark.summary import format_table
+
+    cfg = RunConfig(models="ease,multvae", seeds=(0, 1, 2), epochs=1, progress=False,
+                    results_dir=str(tmp_path / "r"), report=False)
+    rows, failures = run(cfg, planted_split)
+    assert not failures
+    ease = [r for r in rows if r["model"] == "ease"]
+    vae = [r for r in rows if r["model"] == "multvae"]
+    assert len(ease) == len(vae) == 6
+    assert {r["seed"] for r in ease} == {0, 1, 2} and len({r["run_key"] for r in ease}) == 3
+    assert len({r.get("same_fit_as") or r["run_key"] for r in ease}) == 1
+    assert sum(bool(r.get("same_fit_as")) for r in ease) == 4
+    assert len({r["metrics"]["ndcg@100"] for r in ease if r["part"] == "test"}) == 1
+    assert not any(r.get("same_fit_as") for r in vae) and len({r["run_key"] for r in vae}) == 3
+    for r in rows:
+        assert (tmp_path / "r" / r["arrays"]).is_file()
+    assert "3 (1 fit)" in format_table(rows)
+    data = load_results(tmp_path / "r")
+    shown = [r for r in data.rows if r["model"] == "ease"]
+    assert len(shown) == 2 and all(r["shared_seeds"] == [0, 1, 2] for r in shown)
+    assert not data.superseded
+    classes = {n: registry.get(n) for n in ("ease", "multvae")}
+    jobs, found, _ = build_jobs(cfg, planted_split, classes, ResultStore(cfg.results_dir))
+    assert jobs == [] and len(found) == 12

@@ -44,7 +44,7 @@ PAPER_LAMBDA = {"ml-20m": 500.0, "netflix": 1000.0, "msd": 200.0}
 DEFAULT_LAMBDA = 100.0
 
 
-@register("ease", display_name="EASE")
+@register("ease", display_name="EASE", fit_uses_seed=False)
 class EASE(ItemItemRecommender):
     """EASE^R (Steck 2019): closed-form item-item model with a zero diagonal."""
 

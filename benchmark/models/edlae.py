@@ -194,7 +194,7 @@ class _LinearDenoisingAE(ItemItemRecommender):
         return extra
 
 
-@register("edlae", display_name="EDLAE")
+@register("edlae", display_name="EDLAE", fit_uses_seed=False)
 class EDLAE(_LinearDenoisingAE):
     """EDLAE (Steck 2020): full-rank emphasized denoising linear autoencoder, zero diagonal."""
 
@@ -202,7 +202,7 @@ class EDLAE(_LinearDenoisingAE):
     paper = EDLAE_PAPER
 
 
-@register("dlae", display_name="DLAE")
+@register("dlae", display_name="DLAE", fit_uses_seed=False)
 class DLAE(_LinearDenoisingAE):
     """DLAE (Steck 2020): full-rank denoising linear autoencoder, B = (G + Lambda)^-1 G."""
 

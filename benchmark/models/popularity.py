@@ -10,7 +10,7 @@ from ..protocol import HeldOut
 from ..registry import register
 
 
-@register("popularity", display_name="Popularity")
+@register("popularity", display_name="Popularity", fit_uses_seed=False)
 class Popularity(Recommender):
     """Most popular items: scores are the training users' click counts per item."""
 

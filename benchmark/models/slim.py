@@ -75,7 +75,7 @@ def _column_blocks(n: int, size: int) -> list[np.ndarray]:
     return [np.arange(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-@register("slim", display_name="SLIM")
+@register("slim", display_name="SLIM", fit_uses_seed=False)
 class SLIM(ItemItemRecommender):
     """SLIM (Ning and Karypis 2011): non-negative elastic-net item-item regressions."""
 

@@ -12,7 +12,9 @@ kept side by side and labelled with their split hash.
 Several seeds of one configuration become one row: ``metrics`` is the mean over seeds of
 each seed's mean; ``sem`` the standard error over users of each user's mean over seeds;
 ``seed_sd`` the standard deviation (ddof 1) of the seeds' means; its per-user arrays are
-the users' means over seeds (what the significance tests pair); ``seeds`` lists them.
+the users' means over seeds (what the significance tests pair); ``seeds`` lists them. Seeds
+whose rows reuse one fit (``same_fit_as``: a model whose fit has no randomness given the
+split) count as that one fit, shown once.
 
 Nothing here raises on bad input: unreadable lines, rows without the fields the report
 needs, missing metrics and missing or unreadable per-user arrays each become a warning
@@ -130,7 +132,7 @@ class ReportData:
         """One row for several seeds of one configuration (see the module docstring)."""
         last = members[-1]
         if len(members) == 1:
-            return dict(last, seeds=[last.get("seed")], n_seeds=1)
+            return dict(last, seeds=last.get("shared_seeds") or [last.get("seed")], n_seeds=1)
         row = dict(last)
         row["id"] = f"seeds-{last['id']}"
         row["member_ids"] = [str(m["id"]) for m in members]
@@ -295,8 +297,12 @@ def load_results(results_dir: str | Path, notes: Notes | None = None) -> ReportD
         per_seed: dict[Any, dict[str, Any]] = {}
         for r in members:
             per_seed[r.get("seed")] = r  # the latest row of each seed
-        keep = sorted(per_seed.values(), key=lambda r: r["_line"])
-        kept = {id(r) for r in keep}
+        per_fit: dict[Any, list[dict[str, Any]]] = {}
+        for r in per_seed.values():  # seeds that reuse one fit (same_fit_as) are one fit
+            per_fit.setdefault(r.get("same_fit_as") or r.get("run_key") or id(r), []).append(r)
+        keep = sorted((dict(f[0], shared_seeds=sorted(x.get("seed") for x in f)) if len(f) > 1
+                       else f[0] for f in per_fit.values()), key=lambda r: r["_line"])
+        kept = {id(r) for r in per_seed.values()}
         superseded += [r for r in rows_k if id(r) not in kept]
         chosen.append(keep)
     data = ReportData(d, [], sorted(superseded, key=lambda r: r["_line"]), len(raw), notes)

@@ -61,6 +61,8 @@ def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
         tags = []
         if r.get("n_seeds", 1) > 1:
             tags.append(f"{r['n_seeds']} seeds")
+        elif r.get("shared_seeds"):  # fit_uses_seed False: one fit serves every seed
+            tags.append(f"one fit for seeds {', '.join(map(str, r['shared_seeds']))}")
         if sig.is_reference(r):
             tags.append("reference")
         cells = [Cell(data.label(r), sub=f"({', '.join(tags)})" if tags else "")]
