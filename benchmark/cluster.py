@@ -180,13 +180,18 @@ class RayExecutor:
             ``memory``); a model absent gets ``{"num_cpus": threads}``.
         threads: CPU threads of a fit without a request (each job's ``options.threads``).
         max_retries: how often Ray reruns a task whose worker died (not one that raised).
+        seconds: per model name, the plan's fit time: the longest fits are submitted
+            first (longest-processing-time order: the table's wall time is bounded by its
+            longest fit, so that one should not start last).
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, *, requests: dict[str, dict] | None = None,
-                 threads: int = 1, max_retries: int = 2) -> None:
+                 threads: int = 1, max_retries: int = 2,
+                 seconds: dict[str, float] | None = None) -> None:
         self.address, self.requests = address, dict(requests or {})
+        self.seconds = dict(seconds or {})
         self.threads, self.max_retries = max(1, int(threads)), int(max_retries)
 
     def request(self, job: FitJob) -> dict[str, float]:
@@ -204,7 +209,7 @@ class RayExecutor:
         pending: dict[Any, FitJob] = {}
         sources = {j.model.plugin_file: Path(j.model.plugin_file).read_text()
                    for j in jobs if j.model.plugin_file}
-        for job in jobs:
+        for job in sorted(jobs, key=lambda j: -(self.seconds.get(j.model.name) or 0.0)):
             req = self.request(job)
             problem = request_problem(req, nodes)
             if problem:

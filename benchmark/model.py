@@ -268,13 +268,22 @@ class Recommender:
         """Top-``k`` original item ids and scores per row, the row's fold-in items excluded.
 
         ``items`` are the ids of the columns (``split.items``); default the ids the model was
-        fitted with by ``run``/``run_experiment`` (``item_ids_``), else column numbers. Ties
+        fitted with by ``run``/``run_experiment`` (``item_ids_``); a model without them
+        raises (column positions are never passed off as ids: ``items=np.arange(n)``). Ties
         are ordered as the evaluator orders them (:func:`benchmark.evaluate.topk_indices`).
         Returns a :class:`benchmark.recommend.Recommendations` (``ids``, ``scores``, ``valid``).
         """
         from .recommend import recommend
 
         return recommend(self, fold_in, k, items=items)
+
+    def recommend_ids(self, histories: Any, k: int = 10) -> Any:
+        """Top-``k`` items for users given as lists of the data's own item ids (one list,
+        or a list of lists); unknown ids raise, naming them
+        (:func:`benchmark.recommend.recommend_ids`)."""
+        from .recommend import recommend_ids
+
+        return recommend_ids(self, histories, k)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted state to the folder ``path`` (no pickled code; see benchmark.persist)."""

@@ -136,7 +136,11 @@ def _manifest(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} is not a saved model (no model.json); save one with model.save(path)")
     manifest = json.loads(manifest_file.read_text())
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: saved model format {manifest.get('format')!r}; this suite reads format {FORMAT}")
+        newer = isinstance(manifest.get("format"), int) and manifest["format"] > FORMAT
+        raise ValueError(
+            f"{path}: saved model format {manifest.get('format')!r}; this suite reads format "
+            f"{FORMAT}" + (f" (the model was saved by cf-benchmark {manifest.get('suite_version')}, "
+                           "newer than this one: upgrade the suite to load it)" if newer else ""))
     return manifest
 
 

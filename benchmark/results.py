@@ -134,6 +134,37 @@ def row_label(row: dict[str, Any]) -> str:
     return str(row["model"]) + (f" [capped at {cap} epochs]" if cap is not None else "")
 
 
+def inside(results_dir: str | Path, relative: Any, what: str = "path") -> Path:
+    """``relative`` (a row's ``arrays`` or ``model_path``) resolved against the results
+    folder; it must lie inside it.
+
+    Raises:
+        ValueError: absolute, or outside the results folder once resolved ("../../etc").
+    """
+    root = Path(results_dir).resolve()
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+        raise ValueError(f"{what} {relative!r} is not a path relative to the results folder")
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"{what} {relative!r} lies outside the results folder {root}")
+    return target
+
+
+def load_result_model(results_dir: str | Path, row: dict[str, Any], *, device: str | None = None):
+    """The fitted model a result row names (``run --save-models``), found in the results
+    folder: ``model_path`` is relative to it and must stay inside it.
+
+    Raises:
+        ValueError: the row has no saved model, or its path leaves the results folder.
+    """
+    from .model import Recommender
+
+    if not row.get("model_path"):
+        raise ValueError(f"row {row.get('id')!r} has no saved model: rerun the same command with "
+                         "--save-models (the other rows are kept; only the models are fitted)")
+    return Recommender.load(inside(results_dir, row["model_path"], "model_path"), device=device)
+
+
 def capped_epochs(row: dict[str, Any]) -> int | None:
     """The effective epochs of a row fitted below the model's own count, else None.
 

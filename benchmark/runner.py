@@ -227,8 +227,10 @@ def executor_for(cfg: RunConfig, plan: Plan) -> Executor:
         requests = {r.model: {"num_cpus": threads, "num_gpus": 1 if r.device == "cuda" else 0,
                               "memory": int(r.estimate.peak_bytes) if r.estimate else 0}
                     for r in plan.rows}
+        seconds = {r.model: r.estimate.seconds for r in plan.rows
+                   if r.estimate and r.estimate.seconds is not None}
         return RayExecutor(cfg.ray or None, requests=requests, threads=threads,
-                           max_retries=cfg.ray_retries)
+                           max_retries=cfg.ray_retries, seconds=seconds)
     large = {r.model for r in plan.rows if r.large}
     if cfg.isolate == "none" or (cfg.isolate == "auto" and not large):
         return SequentialExecutor()

@@ -3,10 +3,11 @@
 Three measurements, each end to end through the CLI (``python -m benchmark run``), on real
 local Ray clusters started and stopped here (``ray start``; token auth off, no dashboard):
 
-1. **Per-fit overhead**: ``--models popularity --seeds 0..N-1`` (a fit of ~0 s, so the wall
-   time is the path's own) through ``--ray`` on a one-node cluster against the same command
-   run sequentially; (ray wall - sequential wall) / N per fit, plus the one-off costs
-   measured in the driver: joining the cluster, ``ray.put`` of the split, the first task.
+1. **Per-fit overhead**: ``--models multvae --epochs 1 --seeds 0..N-1`` (N short fits) at
+   one thread through ``--ray`` on a one-CPU, one-node cluster (so Ray, too, runs them one
+   after another) against the same command run sequentially; (ray wall - sequential wall)
+   / N per fit, plus the one-off costs measured in the driver: joining the cluster,
+   ``ray.put`` of the split, the first task.
 2. **One node**: every model on ml-100k through ``--ray`` on a one-node cluster of all cores
    (one thread per fit, fits side by side) against the sequential run (all cores per fit);
    goal: wall ratio <= 1.3.
@@ -95,35 +96,43 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True, help="holds ml-100k/raw (or its cached split)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per overhead timing")
     ap.add_argument("--table-repeats", type=int, default=1, help="runs per every-model table")
-    ap.add_argument("--fits", type=int, default=8, help="popularity fits for the overhead")
+    ap.add_argument("--fits", type=int, default=8, help="short fits for the overhead")
     ap.add_argument("--models", default="all")
+    ap.add_argument("--parts", default="overhead,one,two", help="which measurements")
     a = ap.parse_args()
     data = ["--dataset", "ml-100k", "--data-dir", a.data_dir]
     cpus = os.cpu_count() or 2
     seeds = ",".join(str(i) for i in range(a.fits))
+    parts = set(a.parts.split(","))
+    table = ["--models", a.models, *data]
+    lines = []
     stop_cluster()
     try:
-        address = start_cluster(1, cpus)
-        costs = one_off_costs(address, a.data_dir)
-        pop_seq = wall(["--models", "popularity", "--seeds", seeds, *data], a.repeats)
-        pop_ray = wall(["--models", "popularity", "--seeds", seeds, *data, "--ray", address], a.repeats)
-        table = ["--models", a.models, *data]
-        one_seq = wall(table, a.table_repeats)
-        one_ray = wall([*table, "--ray", address], a.table_repeats)
-        stop_cluster()
-        address = start_cluster(2, 1)
-        two_seq = wall([*table, "--threads", "1"], a.table_repeats)
-        two_ray = wall([*table, "--ray", address], a.table_repeats)
+        if "overhead" in parts:  # one CPU: Ray runs the fits one after another, as sequential
+            address = start_cluster(1, 1)
+            costs = one_off_costs(address, a.data_dir)
+            fits = ["--models", "multvae", "--epochs", "1", "--seeds", seeds, "--threads", "1", *data]
+            seq = wall(fits, a.repeats)
+            ray = wall([*fits, "--ray", address], a.repeats)
+            stop_cluster()
+            lines += ["one-off: " + ", ".join(f"{k} {v:.2f} s" for k, v in costs.items()),
+                      f"per-fit overhead: {(ray - seq) / a.fits:.2f} s ({a.fits} one-epoch Mult-VAE "
+                      f"fits on one CPU: sequential {seq:.1f} s, ray {ray:.1f} s)"]
+        if "one" in parts:
+            address = start_cluster(1, cpus)
+            seq, ray = wall(table, a.table_repeats), wall([*table, "--ray", address], a.table_repeats)
+            stop_cluster()
+            lines.append(f"one node ({cpus} CPUs): sequential {seq:.1f} s, ray {ray:.1f} s, "
+                         f"ratio {ray / seq:.2f} (goal <= 1.3)")
+        if "two" in parts:
+            address = start_cluster(2, 1)
+            seq = wall([*table, "--threads", "1"], a.table_repeats)
+            ray = wall([*table, "--ray", address], a.table_repeats)
+            lines.append(f"two nodes (1 CPU each): sequential at 1 thread {seq:.1f} s, ray "
+                         f"{ray:.1f} s, ratio {ray / seq:.2f} (goal <= 0.8)")
     finally:
         stop_cluster()
-    print("one-off: " + ", ".join(f"{k} {v:.2f} s" for k, v in costs.items()))
-    print(f"per-fit overhead: {(pop_ray - pop_seq) / a.fits:.2f} s "
-          f"({a.fits} popularity fits: sequential {pop_seq:.1f} s, ray {pop_ray:.1f} s)")
-    print(f"one node ({cpus} CPUs): sequential {one_seq:.1f} s, ray {one_ray:.1f} s, "
-          f"ratio {one_ray / one_seq:.2f} (goal <= 1.3)")
-    print(f"two nodes (1 CPU each): sequential at 1 thread {two_seq:.1f} s, ray {two_ray:.1f} s, "
-          f"ratio {two_ray / two_seq:.2f} (goal <= 0.8)")
-
+    print("\n".join(lines))
 
 if __name__ == "__main__":
     main()

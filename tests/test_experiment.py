@@ -97,12 +97,14 @@ def test_recommend_pads_a_user_with_too_few_candidates(planted_split):
     import scipy.sparse as sp
 
     everything_but_two = sp.csr_matrix(np.r_[np.ones(n - 2), 0, 0].astype(np.float32)[None, :])
-    recs = model.recommend(everything_but_two, k=4)
+    with pytest.raises(ValueError, match="no recorded item ids"):
+        model.recommend(everything_but_two, k=4)  # positions are never passed off as ids
+    recs = model.recommend(everything_but_two, k=4, items=np.arange(n))
     assert recs.valid.tolist() == [[True, True, False, False]]
     assert sorted(recs.ids[0][:2].tolist()) == [n - 2, n - 1]
     assert recs.as_lists()[0] == [(int(i), float(s)) for i, s in zip(recs.ids[0][:2], recs.scores[0][:2])]
     with pytest.raises(ValueError, match="k must be a positive integer"):
-        model.recommend(everything_but_two, k=0)
+        model.recommend(everything_but_two, k=0, items=np.arange(n))
 
 
 def test_load_names_the_problem(tmp_path):

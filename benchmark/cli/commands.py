@@ -100,6 +100,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from ..predict import recommend_command
+
+    text = recommend_command(args.model_dir, user=args.user, input_path=args.input, k=args.k,
+                             fmt=args.format, out=args.out)
+    print(text if text is not None else f"written to {args.out}", end="" if text else "\n")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
 

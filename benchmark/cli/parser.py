@@ -7,7 +7,15 @@ import os
 from typing import Any
 
 from ..data.preprocess import REFERENCE_SEED
-from .commands import cmd_datasets, cmd_models, cmd_prepare, cmd_report, cmd_run, cmd_tune
+from .commands import (
+    cmd_datasets,
+    cmd_models,
+    cmd_prepare,
+    cmd_recommend,
+    cmd_report,
+    cmd_run,
+    cmd_tune,
+)
 
 EPILOG_RUN = """examples:
   python -m benchmark run --models popularity,multvae --dataset ml-100k
@@ -62,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_listing_commands, _add_run_command, _add_tune_command, _add_report_command):
+    for add in (_add_listing_commands, _add_run_command, _add_tune_command, _add_report_command,
+                _add_recommend_command):
         add(sub)
     return p
 
@@ -209,3 +218,18 @@ def _add_report_command(sub: Any) -> None:
                    help="test every model against this one (default: multvae when present, "
                    "else the best model by validation NDCG@100, per dataset)")
     s.set_defaults(func=cmd_report)
+
+
+def _add_recommend_command(sub: Any) -> None:
+    s = sub.add_parser("recommend", help="top-k items from a saved model for histories given as item ids",
+                       description="Recommend from a model saved by run --save-models (RESULTS_DIR/"
+                       "models/<run_key>): item ids in, item ids out, the history's items excluded.")
+    s.add_argument("model_dir", help="the saved model's folder (a row's model_path, under --results-dir)")
+    s.add_argument("--user", default=None, metavar="ID,ID,...", help="one user's items (the data's ids)")
+    s.add_argument("--input", default=None, metavar="FILE", help="user,item lines (CSV or TSV)")
+    s.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    s.add_argument("--format", choices=["csv", "json"], default="csv",
+                   help="csv: user,rank,item,score lines (default); json: a list of objects")
+    s.add_argument("--out", default=None, help="write here (default: stdout)")
+    _add_models_dir(s)
+    s.set_defaults(func=cmd_recommend)
