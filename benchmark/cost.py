@@ -231,8 +231,8 @@ class DataShape:
         columns = rng.permutation(m)  # popularity rank -> column
         bounds = np.searchsorted(np.cumsum(counts), np.arange(0, counts.sum(), _CHUNK_CLICKS), "right")
         starts = [0, *sorted({int(b) for b in bounds[1:] if 0 < b < len(counts)}), len(counts)]
-        parts = []
-        for i, (r0, r1) in enumerate(zip(starts[:-1], starts[1:], strict=True)):
+
+        def chunk(i: int, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
             crng = np.random.default_rng([seed, stream, i])
             want = counts[r0:r1]
             keys = np.zeros(0, dtype=np.int64)  # row * m + popularity rank, distinct
@@ -247,7 +247,17 @@ class DataShape:
                 need = want - np.bincount(keys // m, minlength=r1 - r0)
                 if not need.any():
                     break
-            parts.append((keys // m + r0, columns[keys % m]))
+            return keys // m + r0, columns[keys % m]
+
+        # each chunk has its own seeded stream: the same matrix whatever the threads (NumPy's
+        # sampling, sorting and searching release the GIL, so the chunks run side by side)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .resources import available_cpus
+
+        spans = list(zip(starts[:-1], starts[1:], strict=True))
+        with ThreadPoolExecutor(max(1, min(available_cpus(), len(spans)))) as pool:
+            parts = list(pool.map(lambda a: chunk(a[0], *a[1]), enumerate(spans)))
         rows = np.concatenate([p[0] for p in parts])
         cols = np.concatenate([p[1] for p in parts])
         x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(counts), m))

@@ -191,6 +191,11 @@ def _shape_for_plan(cfg: RunConfig, dataset: str) -> tuple[Split | DataShape, di
     return shape, pub.stats(dataset)
 
 
+def _skipped_line(name: str, reason: str) -> str:
+    hint = "" if "by name" in reason else " (ask for it by name to run it anyway)"
+    return f"[{name}] skipped: {reason}{hint}"
+
+
 def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any]) -> Plan:
     """The plan of one dataset: every model of the run has a line (skipped ones with their
     reason); from the data when given a split, else from a published shape."""
@@ -198,7 +203,7 @@ def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any])
 
     names, skipped = registry.select(cfg.models, stats)
     for name, reason in skipped.items():
-        log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
+        log(_skipped_line(name, reason))
     download = disk = None
     if isinstance(data, Split):
         shape, basis = DataShape.from_split(data), "the data"
@@ -250,7 +255,7 @@ def run(cfg: RunConfig, split: Split, *, executor: Executor | None = None,
     if names is None:
         names, skipped = registry.select(cfg.models, split.stats())
         for name, reason in skipped.items():
-            log(f"[{name}] skipped: {reason} (ask for it by name to run it anyway)")
+            log(_skipped_line(name, reason))
     store = ResultStore(cfg.results_dir)
     failures: list[str] = []
     for name, reason in (refused or {}).items():
