@@ -166,6 +166,11 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv
             setattr(args, key, str(value) if key == "seeds" else value)
     if problems:
         raise UsageError(problems)
+    # an experiment's rows and report go to folders of their own, named after the file, unless
+    # the file or the command line names them: two experiments never mix in one report
+    for key, root in (("results_dir", "results"), ("report_dir", "reports")):
+        if key not in given and key not in {k.replace("-", "_") for k in data}:
+            setattr(args, key, str(Path(root) / path.stem))
     args.param = file_params + list(args.param or [])  # the command line's come last and win
 
 

@@ -114,3 +114,16 @@ def test_load_names_the_problem(tmp_path):
         Recommender.load(tmp_path)
     with pytest.raises(ValueError, match="not fitted"):
         get_model("ease")().save(tmp_path / "x")
+
+
+def test_an_experiment_file_writes_to_folders_named_after_it(tmp_path):
+    """No results_dir / report_dir in the file: results/<stem>/ and reports/<stem>/; the
+    file or the command line may still name them."""
+    exp = tmp_path / "mine.toml"
+    exp.write_text('datasets = ["synthetic"]\n[models.popularity]\n')
+    p = cli("run", "--config", str(exp), "--dump-config", cwd=tmp_path)
+    assert 'results_dir = "results/mine"' in p.stdout and 'report_dir = "reports/mine"' in p.stdout
+    p = cli("run", "--config", str(exp), "--results-dir", "elsewhere", "--dump-config", cwd=tmp_path)
+    assert 'results_dir = "elsewhere"' in p.stdout and 'report_dir = "reports/mine"' in p.stdout
+    exp.write_text('datasets = ["synthetic"]\nresults_dir = "r"\n[models.popularity]\n')
+    assert 'results_dir = "r"' in cli("run", "--config", str(exp), "--dump-config", cwd=tmp_path).stdout

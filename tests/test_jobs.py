@@ -174,3 +174,28 @@ def test_a_model_without_randomness_is_fitted_once_for_several_seeds(planted_spl
     classes = {n: registry.get(n) for n in ("ease", "multvae")}
     jobs, found, _ = build_jobs(cfg, planted_split, classes, ResultStore(cfg.results_dir))
     assert jobs == [] and len(found) == 12
+
+
+def test_report_shows_only_the_models_and_datasets_asked_for(planted_split, tmp_path):
+    """``report --models ease,popularity`` on a folder with three models: only those two in
+    the tables; ``--exclude`` the converse; a name the folder lacks is exit 2."""
+    from test_cli import cli
+
+    cfg = RunConfig(models="popularity,ease,multvae", epochs=1, progress=False,
+                    results_dir=str(tmp_path / "r"), report=False)
+    run(cfg, planted_split)
+    cli("report", "--results-dir", str(tmp_path / "r"), "--out", str(tmp_path / "a"),
+        "--models", "ease,popularity", cwd=tmp_path)
+    text = (tmp_path / "a" / "tables.md").read_text()
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    assert {"ease", "popularity"} <= {r.split(" ")[0] for r in rows}
+    assert not any(r.startswith("multvae") for r in rows)
+    assert "Restricted to models ease, popularity: 2 further entries" in text
+    cli("report", "--results-dir", str(tmp_path / "r"), "--out", str(tmp_path / "b"),
+        "--exclude", "ease", cwd=tmp_path)
+    text = (tmp_path / "b" / "tables.md").read_text()
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    assert any(r.startswith("multvae") for r in rows) and not any(r.startswith("ease") for r in rows)
+    p = cli("report", "--results-dir", str(tmp_path / "r"), "--out", str(tmp_path / "c"),
+            "--models", "ease,nosuch", "--datasets", "ml-20m", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "nosuch" in p.stderr and "ml-20m" in p.stderr

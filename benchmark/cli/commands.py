@@ -116,6 +116,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if problem:
         raise UsageError(problem)
 
-    out = build_report(args.results_dir, args.out, reference=args.reference)
+    try:
+        out = build_report(args.results_dir, args.out, reference=args.reference,
+                           models=args.models, datasets=args.datasets, exclude=args.exclude)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     print(f"report written to {out}")
     return 0

@@ -217,6 +217,10 @@ def _add_report_command(sub: Any) -> None:
     s.add_argument("--reference", default=None, metavar="MODEL",
                    help="test every model against this one (default: multvae when present, "
                    "else the best model by validation NDCG@100, per dataset)")
+    for opt, what in (("--models", "only these models"), ("--datasets", "only these datasets"),
+                      ("--exclude", "not these models")):
+        s.add_argument(opt, default=None, metavar="A,B", help=f"{what} (tables, figures and tests)",
+                       type=lambda v: [x.strip() for x in v.split(",") if x.strip()] or None)
     s.set_defaults(func=cmd_report)
 
 

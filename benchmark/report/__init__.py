@@ -28,7 +28,7 @@ from pathlib import Path
 from ..fsutil import follow_umask
 from .figures import FigureInfo, make_figures
 from .html import render_html
-from .load import Notes, ReportData, ReportWarning, load_results
+from .load import Notes, ReportData, ReportWarning, load_results, restrict
 from .ranks import critical_difference, nemenyi_q, rank_analysis
 from .render import render_latex, render_markdown
 from .stats import Significance, holm, paired_tests, significance
@@ -61,6 +61,9 @@ def build_report(
     *,
     figures: bool = True,
     reference: str | None = None,
+    models: list[str] | None = None,
+    datasets: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> Path:
     """Render the report of a results folder.
 
@@ -70,6 +73,12 @@ def build_report(
         figures: draw the figures (PNG + SVG); False for tables only.
         reference: the model every other model is tested against (default per dataset:
             multvae when present, else the best by validation NDCG@100).
+        models, datasets, exclude: show only these models and datasets, less ``exclude``
+            (tables, figures and tests; the opening lines say what else was read).
+
+    Raises:
+        ValueError: a model or dataset named in ``models``, ``datasets`` or ``exclude`` has
+            no row in the folder.
 
     Returns:
         the path of ``index.html``.
@@ -81,7 +90,8 @@ def build_report(
     stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     follow_umask(stage, directory=True)
     try:
-        _build(results_dir, stage, figures=figures, reference=reference)
+        _build(results_dir, stage, figures=figures, reference=reference,
+               scope={"models": models, "datasets": datasets, "exclude": exclude})
         if figures:
             _swap_folder(stage / "figures", out / "figures", stage.name)
         for name in REPORT_FILES:
@@ -115,10 +125,13 @@ def _swap_folder(new: Path, target: Path, tag: str) -> None:
     raise OSError(f"could not put the new figures in place at {target}")
 
 
-def _build(results_dir, out: Path, *, figures: bool, reference: str | None) -> None:
+def _build(results_dir, out: Path, *, figures: bool, reference: str | None,
+           scope: dict[str, list[str] | None] | None = None) -> None:
     """Render every file of the report into ``out`` (a fresh folder)."""
     notes = Notes()
     data: ReportData = load_results(results_dir, notes)
+    if scope and any(scope.values()):
+        restrict(data, **scope)
     sig: Significance = significance(data, reference=reference)
     ranks = rank_analysis(data)
     tables: list[Table] = build_tables(data, sig, ranks)

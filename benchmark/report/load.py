@@ -78,6 +78,8 @@ class ReportData:
         superseded: older rows of the same keys, not shown.
         n_lines: rows read from ``results.jsonl`` (readable ones).
         notes: the warnings.
+        scope: what ``report --models/--datasets/--exclude`` kept ("" for everything).
+        left_out: entries read but left out by that scope.
     """
 
     results_dir: Path
@@ -85,6 +87,8 @@ class ReportData:
     superseded: list[dict[str, Any]]
     n_lines: int
     notes: Notes
+    scope: str = ""
+    left_out: int = 0
     _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict)
 
     # --- selections -----------------------------------------------------------------------
@@ -314,6 +318,39 @@ def load_results(results_dir: str | Path, notes: Notes | None = None) -> ReportD
                 f"{r['model']} on {r['dataset']} ({r['part']}) has no value for "
                 f"{', '.join(absent)}; shown as '-'"
             )
+    return data
+
+
+def restrict(data: ReportData, *, models: list[str] | None = None,
+             datasets: list[str] | None = None, exclude: list[str] | None = None) -> ReportData:
+    """Keep only the rows of ``models`` on ``datasets``, less ``exclude`` (in place).
+
+    Raises:
+        ValueError: a named model or dataset has no row in the folder (naming those it has).
+    """
+    have_models = {r["model"] for r in data.rows}
+    have_data = {r["dataset"] for r in data.rows}
+    problems = []
+    for option, names, have in (("--models", models, have_models), ("--datasets", datasets, have_data),
+                                ("--exclude", exclude, have_models)):
+        missing = sorted(set(names or ()) - have)
+        if missing:
+            problems.append(f"{option}: {', '.join(missing)} not in {data.results_dir} "
+                            f"(it has: {', '.join(sorted(have)) or 'no rows'})")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+    def keep(r: dict[str, Any]) -> bool:
+        return ((models is None or r["model"] in models)
+                and (datasets is None or r["dataset"] in datasets)
+                and r["model"] not in (exclude or ()))
+
+    before = len(data.rows)
+    data.rows = [r for r in data.rows if keep(r)]
+    data.superseded = [r for r in data.superseded if keep(r)]
+    data.left_out = before - len(data.rows)
+    data.scope = "; ".join(f"{what} {', '.join(v)}" for what, v in (
+        ("models", models), ("datasets", datasets), ("excluding", exclude)) if v)
     return data
 
 

@@ -18,10 +18,14 @@ from .tables import sources_list
 def summary_lines(data: ReportData) -> list[str]:
     """What the report is made of (rows read, shown, superseded)."""
     lines = [
-        f"{data.n_lines} rows read from {RESULTS_FILE}; shown: per dataset, model, part, split "
-        f"hash and epoch cap, the configuration of the latest row (the last in the file), "
-        f"averaged over its seeds: {len(data.rows)} rows."
+        f"Read {data.n_lines} result rows from {RESULTS_FILE}. Shown: for each dataset and "
+        f"model, its latest configuration (the last row written; a run capped by --epochs, or "
+        f"on another split, apart), averaged over its seeds: {len(data.rows)} table entries "
+        f"(validation and test counted apart)."
     ]
+    if data.scope:
+        lines.append(f"Restricted to {data.scope}: {data.left_out} further entries were read and "
+                     "are not shown.")
     if data.superseded:
         old = sorted(
             f"{r['model']} on {r['dataset']} ({r['part']}, seed {r.get('seed', '?')}, line {r['_line']})"
