@@ -82,6 +82,7 @@ class ResultRow:
     tuning: dict[str, Any] | None = None  # the study's summary and its trial history
     extra: dict[str, Any] | None = None  # per-epoch history, beta curve, model facts
     model_path: str | None = None  # --save-models
+    display_name: str | None = None  # how tables name the model ("Mult-VAE"), fixed at the fit
     same_fit_as: str | None = None  # run key of the fit these rows reuse (fit_uses_seed False)
     worker: dict[str, Any] | None = None  # where it ran: executor; under Ray the node, resources, versions
     schema_version: int = SCHEMA_VERSION
@@ -128,10 +129,14 @@ def run_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def row_label(row: dict[str, Any]) -> str:
-    """The model's name, with ``[capped at N epochs]`` when ``--epochs`` cut its own count."""
+def row_label(row: dict[str, Any], names: dict[str, str] | None = None, *, display: bool = True) -> str:
+    """How tables name a row's model: ``names`` (``report --names id=Name``), else the
+    display name recorded at the fit ("Mult-VAE"), else (or with ``display=False``, as the
+    command line's own table does) the registry id; with ``[capped at N epochs]`` when
+    ``--epochs`` cut its own count."""
     cap = capped_epochs(row)
-    return str(row["model"]) + (f" [capped at {cap} epochs]" if cap is not None else "")
+    name = (names or {}).get(row["model"]) or (display and row.get("display_name")) or row["model"]
+    return str(name) + (f" [capped at {cap} epochs]" if cap is not None else "")
 
 
 def inside(results_dir: str | Path, relative: Any, what: str = "path") -> Path:

@@ -11,7 +11,18 @@ import numpy as np
 from .evaluate import DEFAULT_METRICS
 from .results import row_label
 
-__all__ = ["format_table", "format_tuning", "format_params", "format_split", "format_datasets"]
+__all__ = ["format_models", "format_table", "format_tuning", "format_params", "format_split", "format_datasets"]
+
+
+def format_models() -> str:
+    """``models``: each registered model's id, display name and description."""
+    import benchmark.registry as registry
+
+    reg = registry.discover()
+    w = max(len(n) for n in reg)
+    d = max(len(c.label_for_reports()) for c in reg.values())
+    return "\n".join(f"{name.ljust(w)}  {reg[name].label_for_reports().ljust(d)}  {reg[name].description}"
+                     + (" [iterative]" if reg[name].iterative else "") for name in sorted(reg))
 
 
 def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
@@ -23,7 +34,7 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_ME
     """
     by_model: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
-        by_model.setdefault(row_label(r), {}).setdefault(r["part"], []).append(r)
+        by_model.setdefault(row_label(r, display=False), {}).setdefault(r["part"], []).append(r)
     header = ["model", "seeds", "valid ndcg@100"] + [f"test {m}" for m in metrics] + ["fit s"]
     lines = []
     for model, parts in by_model.items():

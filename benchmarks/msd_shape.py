@@ -104,6 +104,7 @@ def main() -> None:
         print(table(out))
         return
     from benchmark import registry
+    from benchmark.cost import DataShape
     from benchmark.data import load_split
     from benchmark.model import FitOptions
     from benchmark.plan import plan_run
@@ -116,8 +117,8 @@ def main() -> None:
     done = {(r["dataset"], r["model"]) for r in map(json.loads, out.read_text().splitlines())} \
         if out.exists() else set()
     t0 = time.perf_counter()
-    plan = plan_run(names, {}, split, {}, FitOptions(epochs=a.epochs, progress=False),
-                    basis="the data")
+    plan = plan_run(names, {}, DataShape.from_split(split), {},
+                    FitOptions(epochs=a.epochs, progress=False), basis="the data")
     print(plan.format(), f"\n(plan made in {time.perf_counter() - t0:.0f} s)", flush=True)
     del split
     for row in plan.rows:

@@ -58,4 +58,4 @@ def test_readme_iterative_plugin_runs_tunes_and_is_reported(plugin_dir, tmp_path
     assert all(h["ndcg@100"] is not None and h["loss"] > 0 for h in history)
     assert ae[0]["epochs"]["capped"] is True
     report = (tmp_path / "rep" / "tables.md").read_text()
-    assert "linear-ae [capped at 3 epochs]" in report
+    assert "Linear AE [capped at 3 epochs]" in report

@@ -33,17 +33,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    if args.params:
-        from ..summary import format_params
+    from ..summary import format_models, format_params
 
-        print(format_params(registry.get(args.params)))
-        return 0
-    reg = registry.discover()
-    w = max(len(n) for n in reg)
-    for name in sorted(reg):
-        cls = reg[name]
-        tag = " [iterative]" if cls.iterative else ""
-        print(f"{name.ljust(w)}  {cls.description}{tag}")
+    print(format_params(registry.get(args.params)) if args.params else format_models())
     return 0
 
 
@@ -117,7 +109,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(problem)
 
     try:
-        out = build_report(args.results_dir, args.out, reference=args.reference,
+        out = build_report(args.results_dir, args.out, reference=args.reference, names=args.names,
                            models=args.models, datasets=args.datasets, exclude=args.exclude)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

@@ -53,6 +53,13 @@ def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool | None 
                    "(default) or ignored beyond the first ones")
 
 
+def _names(value: str) -> dict[str, str]:
+    pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected ID=NAME pairs, e.g. multvae=Mult-VAE")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def _add_models_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", default=None, help="folder of model plugins (*.py); default: "
                    "$BENCHMARK_MODELS_DIR, else ./models of the current directory")
@@ -221,6 +228,8 @@ def _add_report_command(sub: Any) -> None:
                       ("--exclude", "not these models")):
         s.add_argument(opt, default=None, metavar="A,B", help=f"{what} (tables, figures and tests)",
                        type=lambda v: [x.strip() for x in v.split(",") if x.strip()] or None)
+    s.add_argument("--names", default=None, metavar="ID=NAME,...", type=_names,
+                   help="how tables name models, over the names recorded at the fit (e.g. ease=EASE-tuned)")
     s.set_defaults(func=cmd_report)
 
 

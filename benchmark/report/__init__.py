@@ -64,6 +64,7 @@ def build_report(
     models: list[str] | None = None,
     datasets: list[str] | None = None,
     exclude: list[str] | None = None,
+    names: dict[str, str] | None = None,
 ) -> Path:
     """Render the report of a results folder.
 
@@ -75,6 +76,7 @@ def build_report(
             multvae when present, else the best by validation NDCG@100).
         models, datasets, exclude: show only these models and datasets, less ``exclude``
             (tables, figures and tests; the opening lines say what else was read).
+        names: {registry id: display name} over the names the rows recorded at the fit.
 
     Raises:
         ValueError: a model or dataset named in ``models``, ``datasets`` or ``exclude`` has
@@ -91,7 +93,7 @@ def build_report(
     follow_umask(stage, directory=True)
     try:
         _build(results_dir, stage, figures=figures, reference=reference,
-               scope={"models": models, "datasets": datasets, "exclude": exclude})
+               scope={"models": models, "datasets": datasets, "exclude": exclude}, names=names)
         if figures:
             _swap_folder(stage / "figures", out / "figures", stage.name)
         for name in REPORT_FILES:
@@ -126,12 +128,14 @@ def _swap_folder(new: Path, target: Path, tag: str) -> None:
 
 
 def _build(results_dir, out: Path, *, figures: bool, reference: str | None,
-           scope: dict[str, list[str] | None] | None = None) -> None:
+           scope: dict[str, list[str] | None] | None = None,
+           names: dict[str, str] | None = None) -> None:
     """Render every file of the report into ``out`` (a fresh folder)."""
     notes = Notes()
     data: ReportData = load_results(results_dir, notes)
     if scope and any(scope.values()):
         restrict(data, **scope)
+    data.names = dict(names or {})
     sig: Significance = significance(data, reference=reference)
     ranks = rank_analysis(data)
     tables: list[Table] = build_tables(data, sig, ranks)

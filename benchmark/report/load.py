@@ -80,6 +80,7 @@ class ReportData:
         notes: the warnings.
         scope: what ``report --models/--datasets/--exclude`` kept ("" for everything).
         left_out: entries read but left out by that scope.
+        names: display names over the recorded ones (``report --names id=Name``).
     """
 
     results_dir: Path
@@ -89,6 +90,7 @@ class ReportData:
     notes: Notes
     scope: str = ""
     left_out: int = 0
+    names: dict[str, str] = field(default_factory=dict)
     _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict)
 
     # --- selections -----------------------------------------------------------------------
@@ -115,7 +117,7 @@ class ReportData:
     def label(self, row: dict[str, Any]) -> str:
         """Model name, "[capped at N epochs]" for capped rows, and the split hash when the
         dataset has rows on several splits."""
-        label = row_label(row)
+        label = row_label(row, self.names)
         if len(self.split_hashes(row["dataset"], row["part"])) > 1:
             return f"{label} [split {str(row['split_hash'])[:8]}]"
         return label
