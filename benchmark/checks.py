@@ -15,6 +15,8 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
 import benchmark.registry as registry
 
 from .evaluate import DEFAULT_METRICS, parse_metric
@@ -202,6 +204,38 @@ def data_problems(args: Any) -> list[str]:
     return [c for c in checks if c]
 
 
+def evaluable_problem(split: Any, dataset: str) -> str | None:
+    """Why nothing of ``split`` could be evaluated (no validation or no test user has a
+    held-out item), or None: a run refuses it before any fit (never 'nan ± nan')."""
+    def scored(part: Any) -> int:
+        return int((np.diff(part.holdout.indptr) > 0).sum())
+
+    valid, test = scored(split.valid), scored(split.test)
+    if valid and test:
+        return None
+    return (f"{dataset}: {valid} of {split.valid.n_users} validation and {test} of "
+            f"{split.test.n_users} test users have held-out items, so nothing can be evaluated: "
+            "a held-out user gives floor(20%) of its items to evaluation, so it needs at least 5; "
+            "use --min-user-items 5 (or more), or more users per held-out set (--heldout-users)")
+
+
+def memory_limit_problem() -> str | None:
+    """``BENCHMARK_MEMORY_LIMIT``, when set, must be a size (checked before anything runs)."""
+    import os
+
+    from .resources import MEMORY_ENV
+    from .units import parse_bytes
+
+    value = os.environ.get(MEMORY_ENV)
+    if value is None:
+        return None
+    try:
+        parse_bytes(value)
+    except ValueError as exc:
+        return f"{MEMORY_ENV}={value!r}: {str(exc).split(': ', 1)[-1]}; or unset it"
+    return None
+
+
 def _ray_problem(address: str | None) -> str | None:
     """--ray needs Ray installed (checked here: joining the cluster waits for the run)."""
     if address is None:
@@ -238,6 +272,7 @@ def preflight(args: Any, *, tune: bool = False) -> dict:
         check_int(getattr(args, "threads", None), "--threads", minimum=1),
         check_int(getattr(args, "ray_retries", None), "--ray-retries", minimum=0),
         _ray_problem(getattr(args, "ray", None)),
+        memory_limit_problem(),
         check_positive(args.timeout, "--timeout"),
         check_positive(getattr(args, "time_budget", None), "--time-budget"),
         check_device(args.device),
@@ -257,6 +292,9 @@ def preflight(args: Any, *, tune: bool = False) -> dict:
     if reference is not None and reference not in registry.available():
         problems.append(f"--reference {reference}: no such model; available: "
                         f"{', '.join(registry.available())}")
+    elif reference is not None and names and reference not in names:
+        logger.warning(f"--reference {reference} is not among --models {args.models}: the report "
+                       "tests against it only if its rows are already in the results folder")
     problems += [p for p in (check_writable_dir(args.results_dir, "--results-dir"),) if p]
     if not tune and not args.no_report:
         problems += [p for p in (check_writable_dir(args.report_dir, "--report-dir"),) if p]

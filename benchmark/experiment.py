@@ -73,7 +73,8 @@ def _check_value(key: str, value: Any, action: argparse.Action, where: str) -> s
         return None
     kind = action.type
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        return f"{where}: {key} = {value!r}: expects a whole number"
+        hint = f"; did you mean seeds = {value!r}?" if key == "seed" and isinstance(value, list) else ""
+        return f"{where}: {key} = {value!r}: expects a whole number{hint}"
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return f"{where}: {key} = {value!r}: expects a finite number"
@@ -129,6 +130,8 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError([f"--config {path}: no such file"]) from None
+    except IsADirectoryError:
+        raise UsageError([f"--config {path}: a folder, not an experiment file (.toml)"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError([f"--config {path}: not valid TOML: {exc}"]) from None
     actions = _actions(parser)
@@ -136,6 +139,9 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv
     valid_keys = sorted({*actions, "datasets", "models"})
     problems: list[str] = []
     file_params: list[str] = []
+    if {"dataset", "datasets"} <= set(data):
+        problems.append(f"{where}: both dataset and datasets: keep one (datasets = [...] for "
+                        "several)")
     for raw_key, value in data.items():
         key = raw_key.replace("-", "_")
         if key == "models":

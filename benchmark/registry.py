@@ -61,22 +61,65 @@ def _is_recommender(cls: Any) -> bool:
     )
 
 
-def register(name: str, *, description: str | None = None, **class_attrs):
+#: What a model name may be (it is typed on command lines, written in file names and tables).
+NAME_RULE = "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
+#: Names with a meaning of their own on the command line.
+RESERVED_NAMES = frozenset({"all"})
+
+
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a model's name, or None."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+        return f"model name {name!r} is not allowed: use {NAME_RULE}"
+    if name in RESERVED_NAMES:
+        return f"model name {name!r} is reserved (--models {name} means every model)"
+    return None
+
+
+class DuplicateModelError(ValueError):
+    """Two classes under one model name (exit 2, naming both files)."""
+
+
+def _file_of(cls: type) -> str:
+    import inspect
+
+    try:
+        return str(inspect.getsourcefile(cls) or cls.__module__)
+    except TypeError:  # pragma: no cover - a class defined where no file is
+        return cls.__module__
+
+
+def register(name: str, *, description: str | None = None, replace: bool = False, **class_attrs):
     """Class decorator registering a :class:`Recommender` under ``name``.
 
     Args:
         name: the name used on the command line (``--models name``).
         description: one line for ``python -m benchmark models`` (default: the first line
             of the class docstring).
+        replace: take a name another class holds (a built-in, on purpose); without it a
+            second class under one name is a :class:`DuplicateModelError` naming both files.
+            A replacement records the file it replaced in ``replaces`` (rows and the report
+            name the plugin's file and source hash).
         class_attrs: further class attributes to set (e.g. ``iterative=True``).
     """
+
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"@register: {problem}")
 
     def deco(cls: type[Recommender]) -> type[Recommender]:
         if not _is_recommender(cls):
             raise TypeError(f"@register({name!r}) must decorate a Recommender subclass")
         existing = _REGISTRY.get(name)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
-            warnings.warn(f"model {name!r} registered twice; {cls.__module__} wins", stacklevel=2)
+        same = existing is not None and existing.__qualname__ == cls.__qualname__ and \
+            _file_of(existing) == _file_of(cls)  # the same file imported again
+        if existing is not None and not same and not replace:
+            raise DuplicateModelError(
+                f"model name {name!r} is registered twice: by {_file_of(existing)} and by "
+                f"{_file_of(cls)}; one name, one class: rename one, or, to replace a built-in on "
+                f"purpose, write @register({name!r}, replace=True)")
         # A registered class may be re-registered under another name with other defaults.
         target = cls
         if cls.name and cls.name != name:
@@ -86,6 +129,8 @@ def register(name: str, *, description: str | None = None, **class_attrs):
         target.description = description or (doc[0] if doc else "")
         for k, v in class_attrs.items():
             setattr(target, k, v)
+        if existing is not None and not same:
+            target.replaces = _file_of(existing)
         _REGISTRY[name] = target
         return cls
 
@@ -109,6 +154,9 @@ def import_plugin(path: Path) -> None:
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
+    except DuplicateModelError:  # not a broken file: a conflict the user must settle
+        del sys.modules[mod_name]
+        raise
     except Exception as exc:  # a broken plugin must not take the suite down, nor vanish
         del sys.modules[mod_name]
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]

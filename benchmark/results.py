@@ -83,6 +83,8 @@ class ResultRow:
     extra: dict[str, Any] | None = None  # per-epoch history, beta curve, model facts
     model_path: str | None = None  # --save-models
     display_name: str | None = None  # how tables name the model ("Mult-VAE"), fixed at the fit
+    plugin_file: str | None = None  # the model's plugin file (None: a built-in or entry point)
+    replaces: str | None = None  # the file of the class this plugin replaced (replace=True)
     same_fit_as: str | None = None  # run key of the fit these rows reuse (fit_uses_seed False)
     worker: dict[str, Any] | None = None  # where it ran: executor; under Ray the node, resources, versions
     schema_version: int = SCHEMA_VERSION
@@ -127,6 +129,15 @@ def run_key(**parts: Any) -> str:
     """Stable hash of what identifies a run (dataset, split, model, params, seed, ...)."""
     blob = json.dumps(_key_form(parts), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def how_set(row: dict[str, Any]) -> str:
+    """"tuned (N trials)" or "defaults" (with "+ overrides" when --param set some)."""
+    tuning = row.get("tuning") or {}
+    if tuning:
+        n = tuning.get("trials_run") or tuning.get("trials_budget")
+        return f"tuned ({n} trials)" if n else "tuned"
+    return "defaults" + (" + overrides" if row.get("overrides") else "")
 
 
 def row_label(row: dict[str, Any], names: dict[str, str] | None = None, *, display: bool = True) -> str:

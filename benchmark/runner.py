@@ -138,6 +138,10 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
             outcome.plans.append(plan_dataset(cfg, *_shape_for_plan(cfg, dataset)))
             continue
         split = _load(cfg, dataset)
+        from .checks import UsageError, evaluable_problem
+
+        if evaluable_problem(split, dataset):  # nothing could be scored: exit 2 before any fit
+            raise UsageError(evaluable_problem(split, dataset))
         plan = plan_dataset(cfg, split, split.stats())
         logger.info(plan.format())
         # under Ray, the cluster's nodes (not this machine's memory) decide what fits

@@ -358,7 +358,8 @@ def _examples() -> list[str]:
     lines = [ln.strip() for ln in EPILOG_RUN.splitlines() if ln.strip().startswith("python -m benchmark")]
     readme = (REPO / "README.md").read_text()
     for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
-        lines += [ln.strip() for ln in block.splitlines() if ln.strip().startswith("python -m benchmark")]
+        lines += [ln.strip() for ln in block.splitlines() if ln.strip().startswith("python -m benchmark")
+                  and "<run_key>" not in ln]  # a placeholder, not a runnable example
     return lines
 
 

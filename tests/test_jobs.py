@@ -24,15 +24,18 @@ def _jobs(tmp_path, split, models="popularity,ease", seeds=(0,)):
 
 
 def test_jobs_are_picklable_and_name_their_model_by_registry_name(planted_split, tmp_path):
-    _, (jobs, found, failures) = _jobs(tmp_path, planted_split, seeds=(0, 1))
+    _, (jobs, found, failures) = _jobs(tmp_path, planted_split, models="popularity,multvae",
+                                       seeds=(0, 1))
     assert not found and not failures
-    assert [(j.model.name, j.seed) for j in jobs] == [("popularity", 0), ("popularity", 1),
-                                                        ("ease", 0), ("ease", 1)]
+    # popularity's fit has no randomness: one job serves both seeds (same_fit_for)
+    assert [(j.model.name, j.seed) for j in jobs] == [("popularity", 0), ("multvae", 0),
+                                                        ("multvae", 1)]
+    assert [s for s, _ in jobs[0].same_fit_for] == [1]
     for job in jobs:
         back = pickle.loads(pickle.dumps(job))
         assert isinstance(back, FitJob) and back == job
         assert back.model.plugin_file is None and len(back.model.source_hash) == 16
-    assert len({j.run_key for j in jobs}) == 4
+    assert len({j.run_key for j in jobs} | {k for _, k in jobs[0].same_fit_for}) == 4
 
 
 def test_fit_job_gives_what_the_sequential_run_writes(planted_split, tmp_path):
@@ -188,14 +191,14 @@ def test_report_shows_only_the_models_and_datasets_asked_for(planted_split, tmp_
         "--models", "ease,popularity", cwd=tmp_path)
     text = (tmp_path / "a" / "tables.md").read_text()
     rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
-    assert {"ease", "popularity"} <= {r.split(" ")[0] for r in rows}
-    assert not any(r.startswith("multvae") for r in rows)
+    assert {"EASE", "Popularity"} <= {r.split(" ")[0] for r in rows}  # display names
+    assert not any(r.startswith("Mult-VAE") for r in rows)
     assert "Restricted to models ease, popularity: 2 further entries" in text
     cli("report", "--results-dir", str(tmp_path / "r"), "--out", str(tmp_path / "b"),
         "--exclude", "ease", cwd=tmp_path)
     text = (tmp_path / "b" / "tables.md").read_text()
     rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
-    assert any(r.startswith("multvae") for r in rows) and not any(r.startswith("ease") for r in rows)
+    assert any(r.startswith("Mult-VAE") for r in rows) and not any(r.startswith("EASE") for r in rows)
     p = cli("report", "--results-dir", str(tmp_path / "r"), "--out", str(tmp_path / "c"),
             "--models", "ease,nosuch", "--datasets", "ml-20m", cwd=tmp_path, check=False)
     assert p.returncode == 2 and "nosuch" in p.stderr and "ml-20m" in p.stderr

@@ -218,9 +218,9 @@ def test_table_content(fixed_report):
     md = (out / "tables.md").read_text(encoding="utf-8")
     assert msgs == []  # a clean folder gives no warnings
     # best NDCG@100 (multvae) in bold; multdae and popularity are significantly worse
-    vae_line = next(line for line in md.splitlines() if line.startswith("| multvae (reference) |"))
+    vae_line = next(line for line in md.splitlines() if line.startswith("| multvae (") and "reference) |" in line)
     assert vae_line.count("**") >= 2
-    dae_line = next(line for line in md.splitlines() if line.startswith("| multdae |"))
+    dae_line = next(line for line in md.splitlines() if line.startswith("| multdae (defaults) |"))
     assert "\u25bc\u2020\u2021" in dae_line  # worse than the reference, both tests
     # published reference rows with sources and the difference for mapped models
     assert "*Mult-VAE^PR, Liang et al. 2018 [V]*" in md
@@ -348,7 +348,7 @@ def test_missing_metrics_corrupt_line_missing_arrays(tmp_path):
     assert any("per-user arrays of multdae" in m and "could not be read" in m for m in msgs)
     assert any("without dataset" in m for m in msgs)
     assert "## Warnings" in md and 'id="warnings"' in html
-    wmf_line = next(line for line in md.splitlines() if line.startswith("| wmf |"))
+    wmf_line = next(line for line in md.splitlines() if line.startswith("| wmf ("))
     assert "| - |" in wmf_line  # the missing metric shown as a dash
     assert "| slim | all | not paired: no per-user arrays for slim |" in md
     assert "| multdae | all | not paired: no per-user arrays for multdae |" in md
@@ -446,7 +446,7 @@ def test_odd_field_types_do_not_crash(tmp_path):
     store.append({"id": "odd2", "dataset": "ml-20m", "model": "odd2", "part": "other", "metrics": {}})
     index, msgs = _build(tmp_path, tmp_path / "r")
     md = (index.parent / "tables.md").read_text()
-    assert "| odd [split 12345] | - | - | - |" in md
+    assert "| odd [split 12345] (tuned) | - | - | - |" in md
     assert any("neither 'valid' nor 'test'" in m for m in msgs)
 
 

@@ -141,8 +141,8 @@ def test_capped_and_full_rows_of_one_model_are_both_shown_and_the_capped_one_lab
     md = (index.parent / "tables.md").read_text(encoding="utf-8")
     _check_golden(md, "report-capped.md")
     table2 = md.split("### Table 2: ml-20m")[1].split("###")[0]
-    assert "| multvae (reference) |" in table2  # the full run, the default reference
-    assert "| multvae [capped at 5 epochs] |" in table2
+    assert "| multvae (defaults, reference) |" in table2  # the full run, the default reference
+    assert "| multvae [capped at 5 epochs] (defaults) |" in table2
     assert "CAPPED: multvae [capped at 5 epochs] had fewer epochs" in table2
     assert "ease [capped" not in md  # EASE has no epochs: --epochs does not cut it
     params = md.split("### Parameters")[1]
@@ -218,7 +218,7 @@ def test_seeds_are_averaged_with_se_over_users_and_sd_over_seeds(tmp_path):
     index, _ = _build(tmp_path, results)
     md = (index.parent / "tables.md").read_text(encoding="utf-8")
     _check_golden(md, "report-seeds.md")
-    assert "multvae (3 seeds, reference)" in md
+    assert "multvae (3 seeds, defaults, reference)" in md
     assert "sd over seeds" not in md or "sd:" in md
     runs = md.split("### Runs (provenance)")[1].split("###")[0]
     assert runs.count("| 0, 1, 2 |") == 3
@@ -242,8 +242,8 @@ def test_reference_ease_marks_direction_both_ways(tmp_path):
     md = (index.parent / "tables.md").read_text(encoding="utf-8")
     assert "### Significance against ease: ml-20m" in md
     table2 = md.split("### Table 2: ml-20m")[1].split("###")[0]
-    line = {ln.split(" |")[0][2:]: ln for ln in table2.splitlines() if ln.startswith("| ")}
-    assert "ease (reference)" in line
+    line = {ln.split(" |")[0][2:].split(" (")[0]: ln for ln in table2.splitlines() if ln.startswith("| ")}
+    assert "| ease (defaults, reference) |" in line["ease"]
     assert "\u25b2\u2020" in line["slim"]  # significantly better than ease
     assert "\u25bc\u2020" in line["wmf"] and "\u25bc\u2020" in line["popularity"]
     assert "\u25b2" not in line["wmf"]

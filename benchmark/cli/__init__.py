@@ -31,21 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     from ..logs import configure_cli
 
     configure_cli(-1 if getattr(args, "quiet", False) else 1 if debug or getattr(args, "verbose", False) else 0)
-    if getattr(args, "models_dir", None):
-        models_dir = Path(args.models_dir)
-        if not models_dir.is_dir():
-            print(f"error: --models-dir {models_dir}: no such folder", file=sys.stderr)
-            return 2
-        os.environ["BENCHMARK_MODELS_DIR"] = str(models_dir)
-        registry.discover(force=True)
     try:
+        if getattr(args, "models_dir", None):
+            if not Path(args.models_dir).is_dir():
+                raise UsageError(f"--models-dir {args.models_dir}: no such folder")
+            os.environ["BENCHMARK_MODELS_DIR"] = str(Path(args.models_dir))
+            registry.discover(force=True)
         return int(args.func(args) or 0)
     except UsageError as exc:
         p = exc.problems
         msg = p[0] if len(p) == 1 else f"{len(p)} problems, nothing was run:\n  - " + "\n  - ".join(p)
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except (DatasetError, registry.UnknownModelError) as exc:
+    except (DatasetError, registry.UnknownModelError, registry.DuplicateModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -32,7 +32,13 @@ from ..model import FitOptions, ItemItemRecommender
 from ..protocol import HeldOut
 from ..registry import register
 from ..resources import DENSE_COPIES, available_cpus, check_memory, dense_weights_skip_reason
-from .linalg import cholesky_inverse_inplace, ease_weights_cpu, ease_weights_torch, gram_dense
+from .linalg import (
+    L2_MAX,
+    cholesky_inverse_inplace,
+    ease_weights_cpu,
+    ease_weights_torch,
+    gram_dense,
+)
 
 __all__ = ["EASE", "DEFAULT_LAMBDA", "PAPER_LAMBDA"]
 
@@ -142,8 +148,9 @@ class EASE(ItemItemRecommender):
         problems = []
         if self.dtype not in ("float32", "float64"):
             problems.append(f"dtype={self.dtype!r} (use 'float32' or 'float64')")
-        if not (isinstance(self.l2, (int, float)) and 0 < self.l2 < float("inf")):
-            problems.append(f"l2={self.l2!r} (lambda: a finite number > 0)")
+        if not (isinstance(self.l2, (int, float)) and 0 < self.l2 <= L2_MAX):
+            problems.append(f"l2={self.l2!r} (lambda: a number in (0, {L2_MAX:g}]; above it "
+                            "float32 weights underflow to 0/0)")
         return problems
 
     def _fit(self, train: sp.csr_matrix, valid: HeldOut | None, options: FitOptions) -> None:

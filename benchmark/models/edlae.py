@@ -53,6 +53,7 @@ from ..registry import register
 from ..resources import available_cpus, check_memory, dense_weights_skip_reason
 from .ease import EASE
 from .linalg import (
+    L2_MAX,
     ease_weights_cpu,
     ease_weights_torch,
     regularised_inverse_cpu,
@@ -148,8 +149,9 @@ class _LinearDenoisingAE(ItemItemRecommender):
         if not (isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
                 and 0 <= self.dropout < 1):
             problems.append(f"dropout={self.dropout!r} (p: a number in [0, 1))")
-        if not (isinstance(self.l2, (int, float)) and 0 < self.l2 < float("inf")):
-            problems.append(f"l2={self.l2!r} (lambda: a finite number > 0)")
+        if not (isinstance(self.l2, (int, float)) and 0 < self.l2 <= L2_MAX):
+            problems.append(f"l2={self.l2!r} (lambda: a number in (0, {L2_MAX:g}]; above it "
+                            "float32 weights underflow to 0/0)")
         return problems
 
     def _fit(self, train: sp.csr_matrix, valid: HeldOut | None, options: FitOptions) -> None:

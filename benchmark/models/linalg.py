@@ -30,12 +30,18 @@ import scipy.sparse as sp
 from ..torch_parts import dense_on_device
 
 __all__ = [
+    "L2_MAX",
     "gram_dense",
     "regularised_inverse_cpu",
     "regularised_inverse_torch",
     "ease_weights_cpu",
     "ease_weights_torch",
 ]
+
+
+#: The largest L2 weight the closed forms take: above about 1e30, 1/lambda underflows
+#: float32's normal range and the weights become 0/0 (NaN scores).
+L2_MAX = 1e30
 
 
 def gram_dense(

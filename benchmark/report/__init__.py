@@ -135,6 +135,9 @@ def _build(results_dir, out: Path, *, figures: bool, reference: str | None,
     data: ReportData = load_results(results_dir, notes)
     if scope and any(scope.values()):
         restrict(data, **scope)
+    if reference is not None and data.rows and reference not in {r["model"] for r in data.rows}:
+        raise ValueError(f"--reference {reference}: no row of that model in {data.results_dir} "
+                         f"(it has: {', '.join(sorted({r['model'] for r in data.rows}))})")
     data.names = dict(names or {})
     sig: Significance = significance(data, reference=reference)
     ranks = rank_analysis(data)

@@ -50,8 +50,22 @@ def fmt_int(x: Any) -> str:
     return DASH if v is None else f"{int(v):,}"
 
 
-def compact_json(x: Any) -> str:
+def compact_json(x: Any, digits: int | None = None) -> str:
+    """JSON on one line; with ``digits``, floats to that many significant digits (a tuned
+    ``l2: 400.52211200887353`` reads ``l2: 400.5``)."""
+    if digits is not None:
+        x = _round_floats(x, digits)
     return json.dumps(x, sort_keys=True, separators=(", ", ": "), default=str)
+
+
+def _round_floats(x: Any, digits: int) -> Any:
+    if isinstance(x, float):
+        return float(f"{x:.{digits}g}")
+    if isinstance(x, dict):
+        return {k: _round_floats(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_round_floats(v, digits) for v in x]
+    return x
 
 
 # --- table model ------------------------------------------------------------------------------

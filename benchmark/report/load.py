@@ -118,6 +118,9 @@ class ReportData:
         """Model name, "[capped at N epochs]" for capped rows, and the split hash when the
         dataset has rows on several splits."""
         label = row_label(row, self.names)
+        if row.get("tuning") and any(r["model"] == row["model"] and not r.get("tuning")
+                                     and r["dataset"] == row["dataset"] for r in self.rows):
+            label += " [tuned]"  # beside the same model's row with its defaults
         if len(self.split_hashes(row["dataset"], row["part"])) > 1:
             return f"{label} [split {str(row['split_hash'])[:8]}]"
         return label
@@ -357,8 +360,9 @@ def restrict(data: ReportData, *, models: list[str] | None = None,
 
 
 def _entry(r: dict[str, Any]) -> tuple:
-    """What one shown entry is: dataset, model, part, split hash and epoch cap."""
-    return (r["dataset"], r["model"], r["part"], r["split_hash"], capped_epochs(r))
+    """What one shown entry is: dataset, model, part, split hash, epoch cap, and whether it
+    was tuned (a tuned row and a default row of one model are shown apart)."""
+    return (r["dataset"], r["model"], r["part"], r["split_hash"], capped_epochs(r), bool(r.get("tuning")))
 
 
 def _positions(users: np.ndarray, wanted: np.ndarray) -> np.ndarray:

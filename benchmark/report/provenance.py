@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..results import capped_epochs
+from ..results import capped_epochs, how_set
 from ..units import fmt_seconds
 from .cells import DASH, Cell, Row, Table, compact_json, fmt, fmt_int
 from .load import ReportData, number
@@ -53,7 +53,7 @@ def tuning_table(data: ReportData) -> Table | None:
                     Cell(f"{fmt_int(s['complete'])} / {fmt_int(s['pruned'])} / {fmt_int(s['failed'])}"),
                     Cell(fmt_seconds(s["seconds"], unit=False, missing=DASH)),
                     Cell(fmt(s["best_value"])),
-                    Cell(compact_json(s["best_params"]) if s["best_params"] is not None else DASH, code=True),
+                    Cell(compact_json(s["best_params"], digits=4) if s["best_params"] is not None else DASH, code=True),
                 ]
             )
         )
@@ -142,15 +142,17 @@ def params_table(data: ReportData) -> Table | None:
     rows = []
     seen = set()
     for r in data.rows:
-        key = (r["dataset"], r["model"], r["split_hash"], capped_epochs(r))
+        key = (r["dataset"], r["model"], r["split_hash"], capped_epochs(r), bool(r.get("tuning")))
         if key in seen:
             continue
         seen.add(key)
         p = used_params(r)
-        rows.append(Row([Cell(r["dataset"]), Cell(data.label(r)), Cell(compact_json(p) if p else "{}", code=True)]))
+        rows.append(Row([Cell(r["dataset"]), Cell(data.label(r)), Cell(how_set(r)),
+                         Cell(compact_json(p, digits=4) if p else "{}", code=True)]))
     if not rows:
         return None
-    return Table(key="params", title="Parameters", header=["Dataset", "Model", "Parameters"], rows=rows, align="lll", latex=False,
+    return Table(key="params", title="Parameters", header=["Dataset", "Model", "Set by", "Parameters"],
+                 rows=rows, align="llll", latex=False,
                  notes=["The parameters each row was fitted with; a capped row shows the epochs it ran."])
 
 

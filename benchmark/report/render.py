@@ -50,12 +50,17 @@ def summary_lines(data: ReportData) -> list[str]:
 
 
 # --- Markdown -----------------------------------------------------------------------------------
-def _md_text(s: str) -> str:
-    return s.replace("|", "\\|")
+def _md_text(s: str, code: bool = False) -> str:
+    """Text safe in a Markdown table cell or heading: no line break (it would end the row),
+    ``|`` escaped, and outside code spans no raw HTML (a name with ``<script>`` stays text)."""
+    import html
+
+    s = " ".join(str(s).splitlines())
+    return (s if code else html.escape(s, quote=False)).replace("|", "\\|")
 
 
 def _md_cell(c: Cell) -> str:
-    text = _md_text(c.text)
+    text = _md_text(c.text, code=c.code)
     if c.code and text != DASH:
         text = f"`{text}`"
     if c.bold:
@@ -67,7 +72,7 @@ def _md_cell(c: Cell) -> str:
 
 
 def table_markdown(t: Table) -> str:
-    out = [f"### {t.title}", ""]
+    out = [f"### {_md_text(t.title)}", ""]
     if t.caption:
         out += [t.caption, ""]
     header = t.header if any(t.header) else [" "] * len(t.header)
@@ -170,7 +175,12 @@ def _tex_cell(c: Cell) -> str:
 
 def table_latex(t: Table) -> str:
     n = len(t.header)
-    cap = tex(t.title) + (". " + tex(t.caption) if t.caption else "")
+    import re
+
+    # LaTeX numbers its own tables: "Table 2: ml-20m" would print "Table 1: Table 2: ml-20m"
+    m = re.match(r"Table (\d+): (.*)", t.title)
+    title = f"{m.group(2)} (as in Table {m.group(1)} of Liang et al. 2018)" if m else t.title
+    cap = tex(title) + (". " + tex(t.caption) if t.caption else "")
     out = [
         r"\begin{table}[htbp]",
         r"\centering",

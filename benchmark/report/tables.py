@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from ..reference import MODEL_TO_METHOD, load_published, published_for, source_label
-from ..results import capped_epochs
+from ..results import capped_epochs, how_set
 from .cells import (  # noqa: F401  (the table builders' vocabulary, re-exported)
     DASH,
     Cell,
@@ -61,7 +61,10 @@ def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
         tags = []
         if r.get("n_seeds", 1) > 1:
             tags.append(f"{r['n_seeds']} seeds")
-        elif r.get("shared_seeds"):  # fit_uses_seed False: one fit serves every seed
+        tags.append(how_set(r))
+        if r.get("replaces"):  # a plugin took a built-in's name on purpose
+            tags.append(f"plugin replacing the built-in {r['model']}")
+        if r.get("shared_seeds") and r.get("n_seeds", 1) == 1:  # fit_uses_seed False: one fit serves every seed
             tags.append(f"one fit for seeds {', '.join(map(str, r['shared_seeds']))}")
         if sig.is_reference(r):
             tags.append("reference")

@@ -1,0 +1,173 @@
+"""The third round of bad input (issue: no silent merge, no silent swap, nothing run before a
+bad input is found): each case's exit code and message, and that nothing was written."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from test_cli import cli
+
+from benchmark import registry
+from benchmark.model import Recommender
+
+
+def _nothing_written(tmp_path):
+    assert not (tmp_path / "r").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("value", ["garbage", "nan", "12Q", " "])
+def test_a_memory_limit_that_is_not_a_size_is_exit_2(tmp_path, value):
+    """Row 7: BENCHMARK_MEMORY_LIMIT garbage -> exit 2 naming what it accepts."""
+    p = cli("run", "--models", "popularity", "--dataset", "synthetic", "--results-dir",
+            str(tmp_path / "r"), "--data-dir", str(tmp_path / "d"), cwd=tmp_path,
+            env={"BENCHMARK_MEMORY_LIMIT": value}, check=False)
+    assert p.returncode == 2, p.stderr
+    assert "BENCHMARK_MEMORY_LIMIT" in p.stderr and "16G" in p.stderr and "Traceback" not in p.stderr
+    _nothing_written(tmp_path)
+
+
+def test_config_naming_a_folder_is_one_line_exit_2(tmp_path):
+    """Row 8."""
+    p = cli("run", "--config", str(tmp_path), cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "a folder, not an experiment file" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_dataset_and_datasets_in_one_file_is_refused(tmp_path):
+    """Row 9: one or the other, never a silent winner."""
+    exp = tmp_path / "e.toml"
+    exp.write_text('dataset = "synthetic"\ndatasets = ["ml-100k"]\n[models.popularity]\n')
+    p = cli("run", "--config", str(exp), cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "both dataset and datasets" in p.stderr
+    _nothing_written(tmp_path)
+
+
+def test_seed_given_a_list_suggests_seeds(tmp_path):
+    """Row 20."""
+    exp = tmp_path / "e.toml"
+    exp.write_text('datasets = ["synthetic"]\nseed = [0]\n[models.popularity]\n')
+    p = cli("run", "--config", str(exp), cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "did you mean seeds = [0]?" in p.stderr
+
+
+def test_report_reference_without_rows_is_exit_2_and_run_warns(tmp_path):
+    """Row 13: report --reference nosuch / a model with no row -> exit 2; run --reference
+    wmf without wmf in --models warns before anything runs."""
+    cli("run", "--models", "popularity", "--dataset", "synthetic", "--data-dir",
+        str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"), "--no-report", cwd=tmp_path)
+    p = cli("report", "--results-dir", str(tmp_path / "r"), "--out", str(tmp_path / "o"),
+            "--reference", "wmf", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "--reference wmf" in p.stderr and "popularity" in p.stderr
+    assert not (tmp_path / "o" / "index.html").exists()
+    p = cli("run", "--models", "popularity", "--dataset", "synthetic", "--data-dir",
+            str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"), "--reference", "wmf",
+            "--check", cwd=tmp_path)
+    assert "--reference wmf is not among --models" in p.stderr
+
+
+@pytest.mark.parametrize("name", ["", "all", "a,b", "new\nline", "../../x", "Upper"])
+def test_a_model_name_outside_the_rule_is_refused(name):
+    """Row 18: names match [a-z0-9][a-z0-9._-]* and are not reserved."""
+    with pytest.raises(ValueError, match="not allowed|reserved"):
+        @registry.register(name)
+        class Bad(Recommender):
+            pass
+    assert name not in registry._REGISTRY
+
+
+def test_a_resumed_study_does_not_replay_its_proposals(planted_split, tmp_path):
+    """Row 14: tuning resumed after a stop proposes no parameter set twice (a continuous
+    search space: the resumed sampler is seeded from the seed and the trial count)."""
+    from benchmark.tuning import tune_model
+
+    kwargs = dict(storage=f"sqlite:///{tmp_path / 'o.db'}", seed=0, epochs=1, progress=False,
+                  pruner="none")
+    tune_model("ease", planted_split, trials=4, **kwargs)
+    tune_model("ease", planted_split, trials=8, **kwargs)  # resumed: 4 more
+    (summary,) = optuna.get_all_study_summaries(kwargs["storage"])
+    trials = optuna.load_study(study_name=summary.study_name, storage=kwargs["storage"]).trials
+    assert len(trials) == 8
+    proposals = [json.dumps(t.params, sort_keys=True) for t in trials]
+    assert len(set(proposals)) == 8, proposals
+
+
+FAKE_EASE = '''
+from benchmark.models.popularity import Popularity
+from benchmark.registry import register
+
+
+@register("ease"{extra})
+class NotEase(Popularity):
+    """Popularity under EASE's name."""
+'''
+
+
+def test_a_plugin_taking_a_built_in_name_is_refused_unless_it_says_replace(tmp_path):
+    """Row 2: exit 2 naming both files; with replace=True the rows name the plugin's file
+    and the report marks the row."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "fake.py").write_text(FAKE_EASE.format(extra=""))
+    args = ["run", "--models", "ease", "--dataset", "synthetic", "--data-dir", str(tmp_path / "d"),
+            "--results-dir", str(tmp_path / "r"), "--report-dir", str(tmp_path / "rep"),
+            "--models-dir", str(plugins)]
+    p = cli(*args, cwd=tmp_path, check=False)
+    assert p.returncode == 2, p.stderr
+    assert "registered twice" in p.stderr and "fake.py" in p.stderr and "models/ease.py" in p.stderr
+    _nothing_written(tmp_path)
+    (plugins / "fake.py").write_text(FAKE_EASE.format(extra=", replace=True"))
+    cli(*args, cwd=tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert all(r["plugin_file"].endswith("fake.py") and r["replaces"].endswith("models/ease.py")
+               for r in rows)
+    assert "plugin replacing the built-in ease" in (tmp_path / "rep" / "tables.md").read_text()
+
+
+def test_one_name_in_several_plugin_files_is_refused(tmp_path):
+    """Row 19: one name, one class; both files named, nothing run."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for i in range(4):
+        (plugins / f"p{i}.py").write_text(FAKE_EASE.replace('"ease"', '"mine"').format(extra=""))
+    p = cli("run", "--models", "mine", "--dataset", "synthetic", "--models-dir", str(plugins),
+            "--results-dir", str(tmp_path / "r"), cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "p0.py" in p.stderr and "p1.py" in p.stderr
+    _nothing_written(tmp_path)
+
+
+def test_a_lambda_out_of_range_is_refused_before_any_fit(tmp_path):
+    """Row 12: [models.ease] l2 = 1e308 -> exit 2 naming the range; nothing written."""
+    exp = tmp_path / "e.toml"
+    exp.write_text('datasets = ["synthetic"]\n[models.ease]\nl2 = 1e308\n[models.edlae]\nl2 = -5.0\n')
+    p = cli("run", "--config", str(exp), cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "l2=1e+308" in p.stderr and "l2=-5.0" in p.stderr
+    assert "(0, 1e+30]" in p.stderr
+    _nothing_written(tmp_path)
+
+
+def test_no_held_out_item_anywhere_is_exit_2_before_any_fit(tmp_path):
+    """Row 3: every user has one item (--min-user-items 1): no held-out user can give an
+    item to evaluation; exit 2 naming the counts and the fix, no row written."""
+    lines = ["user,item"] + [f"u{u},i{(u * 7) % 30}" for u in range(400)]
+    (tmp_path / "one.csv").write_text("\n".join(lines) + "\n")
+    p = cli("run", "--models", "popularity", "--dataset", f"file:{tmp_path / 'one.csv'}",
+            "--min-user-items", "1", "--min-item-users", "1", "--heldout-users", "50",
+            "--data-dir", str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"), cwd=tmp_path,
+            check=False)
+    assert p.returncode == 2, p.stderr
+    assert "have held-out items" in p.stderr and "--min-user-items 5" in p.stderr
+    assert not (tmp_path / "r" / "results.jsonl").exists()
+
+
+def test_markdown_cells_hold_no_raw_html_and_no_line_break():
+    """Row 17: a name with <script>, a newline or | stays one cell of text."""
+    from benchmark.report.cells import Cell, Row, Table
+    from benchmark.report.render import table_markdown
+
+    t = Table(key="t", title="a\nb <i>", header=["name", "value"],
+              rows=[Row([Cell("<script>alert(1)</script>"), Cell("x|y\nz")])])
+    md = table_markdown(t)
+    assert "<script>" not in md and "&lt;script&gt;" in md and "x\\|y z" in md
+    assert md.splitlines()[0] == "### a b &lt;i&gt;"
