@@ -64,7 +64,7 @@ def test_run_popularity_end_to_end_and_resume(tmp_path):
     md = (tmp_path / "o" / "tables.md").read_text(encoding="utf-8")
     assert "### Significance against itemknn: synthetic" in md
     assert "| Item kNN (2 seeds, defaults, reference) |" in md
-    assert "Popularity (one fit for seeds 0, 1, defaults)" in md and "\u25bc" in md  # popularity is worse
+    assert "Popularity (2 seeds, defaults)" in md and "\u25bc" in md  # popularity is worse
     # bad seeds: exit 2 before anything runs
     bad = cli(*args, "--seeds", "0,x", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--seeds" in bad.stderr
