@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import optuna
 import pytest
 from test_cli import cli
 
@@ -75,22 +74,6 @@ def test_a_model_name_outside_the_rule_is_refused(name):
         class Bad(Recommender):
             pass
     assert name not in registry._REGISTRY
-
-
-def test_a_resumed_study_does_not_replay_its_proposals(planted_split, tmp_path):
-    """Row 14: tuning resumed after a stop proposes no parameter set twice (a continuous
-    search space: the resumed sampler is seeded from the seed and the trial count)."""
-    from benchmark.tuning import tune_model
-
-    kwargs = dict(storage=f"sqlite:///{tmp_path / 'o.db'}", seed=0, epochs=1, progress=False,
-                  pruner="none")
-    tune_model("ease", planted_split, trials=4, **kwargs)
-    tune_model("ease", planted_split, trials=8, **kwargs)  # resumed: 4 more
-    (summary,) = optuna.get_all_study_summaries(kwargs["storage"])
-    trials = optuna.load_study(study_name=summary.study_name, storage=kwargs["storage"]).trials
-    assert len(trials) == 8
-    proposals = [json.dumps(t.params, sort_keys=True) for t in trials]
-    assert len(set(proposals)) == 8, proposals
 
 
 FAKE_EASE = '''

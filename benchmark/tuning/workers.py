@@ -159,9 +159,8 @@ def _run_worker(
 
     ``storage``, ``lock``: the study's storage and lock when not those of ``storage_url``
     (a Ray worker: Optuna's gRPC proxy of the driver's SQLite, a Ray lock); ``sampler_seed``:
-    TPE's seed (default ``seed + worker_index`` on a new study; on a resumed one, from the
-    seed, the worker's index and the study's trial count, so a resumed run does not replay
-    the proposals of the first)."""
+    TPE's seed (default ``seed + worker_index``; Ray workers pass one from the seed, their
+    index and the study's trial count)."""
     _quiet_optuna()
     cls = registry.get(name)
     dataset = split.meta.get("dataset")
@@ -169,12 +168,6 @@ def _run_worker(
     if threads is not None:
         _limit_threads(threads)
     storage = storage or make_storage(storage_url)
-    if sampler_seed is None:  # a resumed study: a seed apart, so no proposal is replayed
-        at_start = storage.get_n_trials(storage.get_study_id_from_name(study_name))
-        if at_start:
-            from .pool import worker_seed
-
-            sampler_seed = worker_seed(seed, worker_index, at_start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=seed + worker_index if sampler_seed is None else sampler_seed,
