@@ -140,8 +140,9 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
         split = _load(cfg, dataset)
         from .checks import UsageError, evaluable_problem
 
-        if evaluable_problem(split, dataset):  # nothing could be scored: exit 2 before any fit
-            raise UsageError(evaluable_problem(split, dataset))
+        problem = evaluable_problem(split, dataset)
+        if problem:  # nothing could be scored: exit 2 before any fit
+            raise UsageError(problem)
         plan = plan_dataset(cfg, split, split.stats())
         logger.info(plan.format())
         # under Ray, the cluster's nodes (not this machine's memory) decide what fits
