@@ -219,6 +219,43 @@ def evaluable_problem(split: Any, dataset: str) -> str | None:
             "use --min-user-items 5 (or more), or more users per held-out set (--heldout-users)")
 
 
+def dataset_problems(datasets: list[str], data_dir: Any, *, plan_only: bool = False) -> list[str]:
+    """Every dataset of a run resolved before the first fit (row 4 of the third bad-input
+    round): its spec known, a ``file:`` present, and raw files present, a split cached, or a
+    download source known (a plan needs none of these for a published shape). Nothing is
+    probed over the network and nothing is downloaded here."""
+    import os
+    from pathlib import Path
+
+    from .data import DatasetError, dataset_dir, get_dataset
+
+    problems = []
+    for name in datasets:
+        if name.startswith("file:"):
+            path = Path(name[len("file:"):]).expanduser()
+            if not path.is_file():
+                problems.append(f"dataset {name}: no such file ({path.resolve()}); give the path "
+                                "of a CSV, TSV or Parquet file")
+            continue
+        try:
+            spec = get_dataset(name)
+        except DatasetError as exc:
+            problems.append(f"dataset {name}: {exc}")
+            continue
+        if spec.generated or (plan_only and spec.published is not None):
+            continue
+        root = dataset_dir(spec, data_dir)
+        if spec.raw_present(root / "raw") or any((root / "processed").glob("*/meta.json")):
+            continue
+        if spec.fetch is None:
+            problems.append(f"dataset {name}: no raw files in {root / 'raw'} and no download "
+                            f"source; {spec.source} (python -m benchmark datasets lists them)")
+        elif os.environ.get("BENCHMARK_OFFLINE"):
+            problems.append(f"dataset {name}: no raw files in {root / 'raw'}, and BENCHMARK_OFFLINE "
+                            "forbids the download; unset it or put the files there")
+    return problems
+
+
 def memory_limit_problem() -> str | None:
     """``BENCHMARK_MEMORY_LIMIT``, when set, must be a size (checked before anything runs)."""
     import os
@@ -278,6 +315,8 @@ def preflight(args: Any, *, tune: bool = False) -> dict:
         check_device(args.device),
     ) if p]
     problems += data_problems(args)
+    datasets = [args.dataset] if getattr(args, "dataset", None) else list(getattr(args, "datasets", None) or [])
+    problems += dataset_problems(datasets, args.data_dir, plan_only=bool(getattr(args, "plan", False)))
     metrics = list(DEFAULT_METRICS)
     for m in (getattr(args, "metrics", None) or "").split(","):
         if m.strip():

@@ -188,7 +188,8 @@ def compute_metrics(
         raise ValueError(f"scores have shape {scores.shape}, expected {fold_in.shape}")
     rows = np.repeat(np.arange(fold_in.shape[0]), np.diff(fold_in.indptr))
     scores[rows, fold_in.indices] = -np.inf
-    parsed = [parse_metric(m) for m in metrics]
+    # a K past the catalogue is the catalogue (no allocation grows with the requested K)
+    parsed = [(kind, min(k, scores.shape[1])) for kind, k in map(parse_metric, metrics)]
     kmax = max(k for _, k in parsed)
     top = topk_indices(scores, kmax)
     out = {}
@@ -330,7 +331,13 @@ def evaluate(
         n_excluded=n_excluded,
         seconds=time.perf_counter() - t0,
         aggregate={m: float(c.mean()) if len(users) else float("nan") for m, c in covered.items()},
+        extra={"k_clipped": clipped} if (clipped := clipped_ks(metrics, heldout.fold_in.shape[1])) else {},
     )
+
+
+def clipped_ks(metrics: Sequence[str], n_items: int) -> dict[str, int]:
+    """The metrics whose K exceeds the catalogue: each is evaluated at K = ``n_items``."""
+    return {m: n_items for m in metrics if parse_metric(m)[1] > n_items}
 
 
 def validation_ndcg(

@@ -255,6 +255,7 @@ def _rows(job: FitJob, model: Recommender, fit_seconds: float,
         rows.append(ResultRow(
             **common, id=row_id, part=part, metrics=ev.mean(), sem=ev.sem(), n_users=ev.n_users,
             n_excluded=ev.n_excluded, score_seconds=ev.seconds, arrays=f"arrays/{row_id}.npz",
+            k_clipped=ev.extra.get("k_clipped"),
         ).as_dict())
         arrays[row_id] = ev.arrays()
     for seed, key in job.same_fit_for:  # the same fit, recorded under each further seed

@@ -19,6 +19,7 @@ imported inside the functions that ask a CUDA device).
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
 
 #: The environment variable that caps the memory every check and plan sees (e.g. ``8G``).
 MEMORY_ENV = "BENCHMARK_MEMORY_LIMIT"
+IGNORE_PLAN_ENV = "BENCHMARK_IGNORE_PLAN"  # set by run --ignore-plan: check_memory warns only
 
 #: n x n matrices alive at the peak of a dense closed form (EASE, EDLAE, DLAE): the CPU
 #: builds G in place and inverts it in place (plus block temporaries, counted as a quarter
@@ -142,7 +144,10 @@ def check_memory(
         copies = DENSE_COPIES["cuda" if device == "cuda" else "cpu"]
     need = int(n_items * n_items * itemsize * copies)
     avail = available_memory(device, limit)
-    if need > avail:
+    if need > avail and os.environ.get(IGNORE_PLAN_ENV):
+        warnings.warn(f"{model} needs about {fmt_bytes(need)} but only {fmt_bytes(avail)} is "
+                      f"available on {device}; fitting anyway (--ignore-plan)", stacklevel=2)
+    elif need > avail:
         where = "GPU" if device == "cuda" else "host"
         hint = (
             "use dtype='float32'" if itemsize == 8 else "use a machine (or GPU) with more memory"

@@ -17,6 +17,7 @@ rows of one configuration over seeds.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from .jobs import (
     epoch_budget,
 )
 from .logs import logger
+from .resources import IGNORE_PLAN_ENV
 from .model import FitOptions, Recommender
 from .plan import Plan
 from .protocol import Split
@@ -89,6 +91,7 @@ class RunConfig:
     ray: str | None = None
     threads: int | None = None
     ray_retries: int = 2
+    ignore_plan: bool = False  # fit what the plan refuses or skips for memory or time
     #: The effective experiment configuration (``--config`` + command line), kept in each row.
     experiment: dict[str, Any] | None = None
 
@@ -139,15 +142,21 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
             continue
         split = _load(cfg, dataset)
         from .checks import UsageError, evaluable_problem
+        from .evaluate import clipped_ks
 
         problem = evaluable_problem(split, dataset)
         if problem:  # nothing could be scored: exit 2 before any fit
             raise UsageError(problem)
+        for m, k in clipped_ks(cfg.metrics, split.n_items).items():
+            logger.warning(f"{m} evaluated at K = {k:,}, the catalogue ({dataset} has {k:,} items)")
         plan = plan_dataset(cfg, split, split.stats())
         logger.info(plan.format())
-        # under Ray, the cluster's nodes (not this machine's memory) decide what fits
-        refused = {r.model: r.problem for r in plan.rows
-                   if r.problem and not (cfg.ray is not None and r.over_memory)}
+        # under Ray, the cluster's nodes (not this machine's memory) decide what fits; a
+        # model named on the command line and skipped for its size is refused (exit 1)
+        explicit = cfg.models.strip() != "all"
+        refused = {} if cfg.ignore_plan else {
+            r.model: r.problem or r.skipped for r in plan.rows
+            if (r.problem and not (cfg.ray is not None and r.over_memory)) or (r.skipped and explicit)}
         names = [r.model for r in plan.rows if not (r.skipped or r.model in refused)]
         rows, failures = run(cfg, split, executor=executor or executor_for(cfg, plan),
                              refused=refused, names=names)
@@ -196,9 +205,17 @@ def _shape_for_plan(cfg: RunConfig, dataset: str) -> tuple[Split | DataShape, di
     return shape, pub.stats(dataset)
 
 
-def _skipped_line(name: str, reason: str) -> str:
-    hint = "" if "by name" in reason else " (ask for it by name to run it anyway)"
+def _skipped_line(name: str, reason: str, stats: dict[str, Any], explicit: bool) -> str:
+    if explicit:
+        return f"[{name}] not run: {reason} ({FORCE_HINT})"
+    named_runs = registry.get(name).skip_reason(stats, explicit=True) is None
+    hint = ("" if "by name" in reason else " (name it in --models to run it anyway)") if named_runs \
+        else f" ({FORCE_HINT})"
     return f"[{name}] skipped: {reason}{hint}"
+
+
+FORCE_HINT = ("--ignore-plan runs it anyway; or raise BENCHMARK_MEMORY_LIMIT / --time-budget, "
+              "or leave it out")
 
 
 def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any]) -> Plan:
@@ -207,8 +224,13 @@ def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any])
     from .plan import plan_run
 
     names, skipped = registry.select(cfg.models, stats)
-    for name, reason in skipped.items():
-        log(_skipped_line(name, reason))
+    if cfg.ignore_plan:  # every model of the run, in the run's order
+        names, skipped = [n for n in registry.resolve(cfg.models) if n in names or n in skipped], {}
+        os.environ[IGNORE_PLAN_ENV] = "1"  # the fits' own memory checks warn instead (children too)
+    explicit = cfg.models.strip() != "all"
+    for name, reason in skipped.items():  # a named one's "not run" line comes with the fits
+        if not explicit or cfg.plan_only:
+            log(_skipped_line(name, reason, stats, explicit))
     download = disk = None
     if isinstance(data, Split):
         shape, basis = DataShape.from_split(data), "the data"
@@ -260,13 +282,12 @@ def run(cfg: RunConfig, split: Split, *, executor: Executor | None = None,
     if names is None:
         names, skipped = registry.select(cfg.models, split.stats())
         for name, reason in skipped.items():
-            log(_skipped_line(name, reason))
+            log(_skipped_line(name, reason, split.stats(), False))
     store = ResultStore(cfg.results_dir)
     failures: list[str] = []
     for name, reason in (refused or {}).items():
         failures.append(f"{name}: not run: {reason}")
-        log(f"[{name}] not run: {reason} (see the plan above; raise --time-budget or "
-            "BENCHMARK_MEMORY_LIMIT, or leave it out)")
+        log(f"[{name}] not run: {reason} (see the plan above; {FORCE_HINT})")
     classes = {n: registry.get(n) for n in names if n not in (refused or {})}
     jobs, rows, failed = build_jobs(cfg, split, classes, store)
     failures += failed

@@ -144,6 +144,11 @@ def format_split(split: Any) -> str:
         f"test users         {s['test_users']:,}  ({s['test_heldout_interactions']:,} held-out interactions)",
         f"split hash         {s['split_hash']}  (seed {split.meta.get('seed')})",
     ]
+    kinds = {part: "integers" if np.asarray(ids).dtype.kind in "iu" else "text"
+             for part, ids in (("users", split.users.get("train", [])), ("items", split.items))}
+    out.append(f"ids                users read as {kinds['users']}, items as {kinds['items']}"
+               + ("  (text: an id that is not a plain integer, e.g. '07', keeps them all as "
+                  "written, so '07' and '7' stay apart)" if "text" in kinds.values() else ""))
     if c:
         out.append(f"raw rows           {c.get('raw_rows', 0):,}  -> positives {c.get('positives', 0):,}")
     return "\n".join(out)

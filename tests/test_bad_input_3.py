@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from test_cli import cli
 
 from benchmark import registry
 from benchmark.model import Recommender
+from benchmark.protocol import HeldOut
 
 
 def _nothing_written(tmp_path):
@@ -154,3 +156,94 @@ def test_markdown_cells_hold_no_raw_html_and_no_line_break():
     md = table_markdown(t)
     assert "<script>" not in md and "&lt;script&gt;" in md and "x\\|y z" in md
     assert md.splitlines()[0] == "### a b &lt;i&gt;"
+
+
+def test_ids_07_and_7_stay_two_users_and_prepare_says_how_ids_were_read(tmp_path):
+    """Row 1: "07" and "7" (and "007") are different ids: a column with one id that is not a
+    canonical integer is read as text; plain integers stay integers."""
+    from benchmark.data import load_split
+    from benchmark.summary import format_split
+
+    lines = ["user,item"]
+    for k in range(1, 151):
+        for j in range(12):
+            lines += [f"{k},{(k + j) % 40}", f"0{k},{(k * 3 + j) % 40}"]
+    (tmp_path / "odd.csv").write_text("\n".join(lines) + "\n")
+    split = load_split(f"file:{tmp_path / 'odd.csv'}", data_dir=tmp_path / "d")
+    assert split.stats()["users"] == 300 and split.stats()["interactions"] == 3600
+    assert {"07", "7"} <= set(split.users["train"]) | set(split.users["valid"]) | set(split.users["test"])
+    text = format_split(split)
+    assert "users read as text, items as integers" in text and "'07' and '7' stay apart" in text
+    plain = tmp_path / "plain.csv"
+    plain.write_text("\n".join(ln for ln in lines if not ln.startswith("0")) + "\n")
+    split = load_split(f"file:{plain}", data_dir=tmp_path / "d")
+    assert split.users["train"].dtype.kind == "i" and "users read as integers" in format_split(split)
+
+
+def test_every_dataset_is_resolved_before_the_first_fit(tmp_path):
+    """Row 4: an unknown dataset, a missing file: path and a dataset with neither raw files
+    nor a download source, all named at once, exit 2, nothing fitted or written (the first
+    dataset, which is fine, is not fitted either)."""
+    exp = tmp_path / "e.toml"
+    exp.write_text('datasets = ["synthetic", "no-such-dataset", "file:missing.csv", "netflix"]\n'
+                   f'data_dir = "{tmp_path / "d"}"\nresults_dir = "{tmp_path / "r"}"\n'
+                   "[models.popularity]\n")
+    p = cli("run", "--config", str(exp), cwd=tmp_path, check=False)
+    assert p.returncode == 2, p.stderr
+    for what in ("dataset no-such-dataset: unknown dataset", "dataset file:missing.csv: no such file",
+                 "dataset netflix: no raw files"):
+        assert what in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    _nothing_written(tmp_path)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_k_past_the_catalogue_is_the_catalogue_and_the_row_says_so(tmp_path):
+    """Row 5: ndcg@1000000000 is evaluated at K = n_items (equal to ndcg@n_items, nothing
+    allocated by K), the log and the row say so; a K that is not an integer is exit 2."""
+    import scipy.sparse as sp
+
+    from benchmark.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    held = HeldOut(sp.csr_matrix((rng.random((30, 40)) < 0.2).astype(np.float32)),
+                   sp.csr_matrix((rng.random((30, 40)) < 0.1).astype(np.float32)))
+    scores = rng.random((30, 40)).astype(np.float32)
+    ev = evaluate(lambda x: scores[: x.shape[0]], held, metrics=("ndcg@1000000000", "ndcg@40"),
+                  batch_size=64)
+    assert ev.mean()["ndcg@1000000000"] == ev.mean()["ndcg@40"]
+    assert ev.extra["k_clipped"] == {"ndcg@1000000000": 40}
+    p = cli("run", "--models", "popularity", "--dataset", "synthetic", "--metrics", "ndcg@1000000000",
+            "--data-dir", str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"), "--no-report",
+            cwd=tmp_path)
+    assert "ndcg@1000000000 evaluated at K = " in p.stderr and ", the catalogue" in p.stderr
+    row = json.loads((tmp_path / "r" / "results.jsonl").read_text().splitlines()[0])
+    k = row["k_clipped"]["ndcg@1000000000"]
+    assert 0 < k < 10_000 and f"evaluated at K = {k:,}, the catalogue" in p.stderr
+    p = cli("run", "--models", "popularity", "--dataset", "synthetic", "--metrics",
+            "ndcg@10^23,ndcg@1e9,ndcg@2.5", "--results-dir", str(tmp_path / "r2"), cwd=tmp_path,
+            check=False)
+    assert p.returncode == 2 and p.stderr.count("K >= 1") == 3, p.stderr
+    assert not (tmp_path / "r2").exists()
+
+
+def test_a_named_model_refused_for_memory_is_exit_1_and_ignore_plan_runs_it(tmp_path):
+    """Row 6: a model named in --models and refused by the plan is an error (exit 1) with the
+    estimate, the limit and the way to force it; --ignore-plan fits it; skipped from `all`,
+    the line says how to include it and never 'ask for it by name' when naming would not do."""
+    from benchmark.runner import _skipped_line
+
+    args = ("run", "--models", "ease,popularity", "--dataset", "synthetic", "--data-dir",
+            str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"), "--no-report")
+    p = cli(*args, cwd=tmp_path, env={"BENCHMARK_MEMORY_LIMIT": "1M"}, check=False)
+    assert p.returncode == 1, p.stderr
+    line = next(ln for ln in p.stderr.splitlines() if ln.startswith("[ease] not run"))
+    assert "19.1 MiB" in line and "1.0 MiB" in line and "--ignore-plan" in line
+    assert "by name" not in p.stderr
+    rows = [json.loads(x) for x in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in rows} == {"popularity"}  # the others went on
+    p = cli(*args, "--ignore-plan", cwd=tmp_path, env={"BENCHMARK_MEMORY_LIMIT": "1M"})
+    rows = [json.loads(x) for x in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in rows} == {"popularity", "ease"}
+    stats = {"items": 10**6, "users": 10**6, "interactions": 10**8}
+    assert "--ignore-plan" in _skipped_line("ease", "too big", stats, False)

@@ -58,7 +58,7 @@ def run_config(args: argparse.Namespace):
         reference=args.reference, time_budget=args.time_budget,
         save_models=bool(args.save_models), plan_only=bool(args.plan), isolate=args.isolate,
         mlflow=args.mlflow, ray=args.ray, threads=args.threads, ray_retries=args.ray_retries,
-        experiment=experiment)
+        ignore_plan=args.ignore_plan, experiment=experiment)
     return cfg, experiment
 
 

@@ -181,6 +181,8 @@ def _add_run_command(sub: Any) -> None:
                    "(every run prints it first) and exit without fitting; with no data on "
                    "disk, ml-20m, netflix and msd are planned from their published shape")
     s.add_argument("--json", action="store_true", help="with --plan: the plan as one JSON document")
+    s.add_argument("--ignore-plan", action="store_true", help="fit the models the plan refuses "
+                   "or skips for memory or time anyway (a fit that then runs out of memory fails)")
     s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="most seconds one model's fit may take: a model estimated above it is "
                    "not started, an iterative one stops after the epoch that crosses it")

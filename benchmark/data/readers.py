@@ -39,6 +39,7 @@ _DTYPES: dict[str, object] = {
     "float64": np.float64,
     "str": str,
     "category": "category",
+    "category-text": str,  # ids read as written ("07" is not 7), then categorical
 }
 CHUNK_ROWS = 4_000_000  # rows per chunk when ids are read as categories
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -206,7 +207,7 @@ def read_delimited(
     read = set(names) if strict else set(keep)
     # Category columns are left to type inference (pandas' fast string path; an explicit
     # str dtype is several times slower) and made categorical chunk by chunk.
-    cat_cols = [n for n, k in fields if k == "category" and n in read]
+    cat_cols = [n for n, k in fields if k in ("category", "category-text") and n in read]
     dtype = {n: _DTYPES[k] for n, k in fields if k in _DTYPES and k != "category" and n in read}
     try:
         with source.open() as f:
