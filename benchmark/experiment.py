@@ -139,6 +139,17 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv
     valid_keys = sorted({*actions, "datasets", "models"})
     problems: list[str] = []
     file_params: list[str] = []
+    folder = next((data[k] for k in ("models_dir", "models-dir") if k in data), None)
+    if isinstance(folder, str) and "models_dir" not in given:  # before [models.NAME] is read
+        folder = (path.parent / Path(folder).expanduser()).resolve()
+        if not folder.is_dir():
+            raise UsageError([f"{where}: models_dir = {str(folder)!r}: no such folder (a "
+                              "relative path is read from the file's folder)"])
+        import benchmark.registry as registry
+
+        registry.use_models_dir(folder)
+        data = {k: v for k, v in data.items() if k not in ("models_dir", "models-dir")}
+        args.models_dir = str(folder)
     if {"dataset", "datasets"} <= set(data):
         problems.append(f"{where}: both dataset and datasets: keep one (datasets = [...] for "
                         "several)")
@@ -187,9 +198,11 @@ def effective_config(args: argparse.Namespace, parser: argparse.ArgumentParser,
     datasets = getattr(args, "datasets", None) or [args.dataset]
     out["datasets"] = list(datasets)
     for dest in sorted(_actions(parser)):
-        if dest in ("models", "dataset", "seed", "seeds", "models_dir"):
+        if dest in ("models", "dataset", "seed", "seeds"):
             continue
         value = getattr(args, dest, None)
+        if dest == "models_dir" and value is not None:  # absolute: the dump may move
+            value = str(Path(value).resolve())
         if value is None or (value is False and dest != "force"):
             continue
         out[dest] = value

@@ -172,6 +172,13 @@ def import_plugin(path: Path) -> None:
         )
 
 
+def use_models_dir(folder: str | os.PathLike) -> None:
+    """Take plugins from ``folder`` (``--models-dir``, or ``models_dir`` in an experiment
+    file) from now on, this process and its children; the registry is rediscovered."""
+    os.environ["BENCHMARK_MODELS_DIR"] = str(Path(folder))
+    discover(force=True)
+
+
 def discover(force: bool = False) -> dict[str, type[Recommender]]:
     """Import built-ins, entry points and local plugins once; return the registry."""
     global _DISCOVERED

@@ -159,8 +159,10 @@ def inside(results_dir: str | Path, relative: Any, what: str = "path") -> Path:
         ValueError: absolute, or outside the results folder once resolved ("../../etc").
     """
     root = Path(results_dir).resolve()
-    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+    if not isinstance(relative, str) or not relative:
         raise ValueError(f"{what} {relative!r} is not a path relative to the results folder")
+    if Path(relative).is_absolute():  # rows are written with relative paths only
+        raise ValueError(f"{what} {relative!r} is absolute: outside the results folder {root}")
     target = (root / relative).resolve()
     if target != root and root not in target.parents:
         raise ValueError(f"{what} {relative!r} lies outside the results folder {root}")

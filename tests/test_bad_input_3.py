@@ -247,3 +247,67 @@ def test_a_named_model_refused_for_memory_is_exit_1_and_ignore_plan_runs_it(tmp_
     assert {r["model"] for r in rows} == {"popularity", "ease"}
     stats = {"items": 10**6, "users": 10**6, "interactions": 10**8}
     assert "--ignore-plan" in _skipped_line("ease", "too big", stats, False)
+
+
+def test_models_dir_is_kept_in_the_dump_and_honoured_from_a_file(tmp_path):
+    """Row 10: --models-dir survives --dump-config (as an absolute path) and that dump runs
+    from another folder; models_dir in a file is read relative to the file's folder."""
+    plugins = tmp_path / "exp" / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "mine.py").write_text(FAKE_EASE.replace('"ease"', '"mine"').format(extra=""))
+    dump = cli("run", "--models", "mine", "--dataset", "synthetic", "--models-dir", str(plugins),
+               "--dump-config", cwd=tmp_path).stdout
+    assert f'models_dir = "{plugins}"' in dump
+    (tmp_path / "dump.toml").write_text(dump)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    p = cli("run", "--config", str(tmp_path / "dump.toml"), "--check", cwd=elsewhere,
+            env={"BENCHMARK_MODELS_DIR": str(elsewhere)})
+    assert "ok: 1 models" in p.stderr
+    (tmp_path / "exp" / "e.toml").write_text('models_dir = "plugins"\ndatasets = ["synthetic"]\n'
+                                             "[models.mine]\n")
+    p = cli("run", "--config", str(tmp_path / "exp" / "e.toml"), "--check", cwd=elsewhere,
+            env={"BENCHMARK_MODELS_DIR": str(elsewhere)})
+    assert "ok: 1 models" in p.stderr
+    (tmp_path / "exp" / "bad.toml").write_text('models_dir = "nowhere"\ndatasets = ["synthetic"]\n'
+                                               "[models.mine]\n")
+    p = cli("run", "--config", str(tmp_path / "exp" / "bad.toml"), cwd=elsewhere, check=False)
+    assert p.returncode == 2 and "models_dir" in p.stderr and "no such folder" in p.stderr
+
+
+def test_report_never_reads_arrays_outside_the_results_folder(tmp_path):
+    """Row 11 (the report's side; load_result_model's is in test_recommend): a row whose
+    arrays path is ../../x or absolute is not opened; the warning names the row."""
+    from benchmark.report import load_results
+
+    secret = tmp_path / "secret.npz"
+    np.savez(secret, users=np.arange(3), **{"ndcg@100": np.ones(3)})
+    results = tmp_path / "r" / "inner"
+    results.mkdir(parents=True)
+    rows = [{"id": f"x{i}", "dataset": "d", "model": "popularity", "part": "test", "seed": 0,
+             "metrics": {"ndcg@100": 0.5}, "arrays": arrays}
+            for i, arrays in enumerate(["../../secret.npz", str(secret)])]
+    (results / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.warns(UserWarning):
+        data = load_results(results)
+        for row in rows:
+            assert data.arrays(row) is None
+    text = " ".join(data.notes.messages)
+    assert "row x0" in text and "row x1" in text and text.count("outside the results folder") == 2
+
+
+def test_a_resumed_study_never_replays_a_proposal(planted_split, tmp_path):
+    """Row 14: a study resumed (same seed, one worker) draws apart from the first run: no
+    parameter set of a continuous search space is proposed twice."""
+    from benchmark.tuning import tune_model
+
+    for trials in (4, 8):  # the first run stops at 4; the second resumes it to 8
+        tune_model("ease", planted_split, trials=trials, results_dir=tmp_path, seed=0,
+                   progress=False)
+    import optuna
+
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    values = [t.params["l2"] for t in study.get_trials() if t.params]
+    assert len(study.get_trials()) == 8 and len(values) == 8
+    assert len(set(values)) == 8, sorted(values)

@@ -31,7 +31,7 @@ def test_a_row_names_its_model_inside_the_results_folder_only(saved):
     model = load_result_model(results, row)
     assert model.name == "ease" and len(model.item_ids_) > 1000
     for bad in ("../../../../etc/passwd", "/etc/passwd"):
-        with pytest.raises(ValueError, match="outside the results folder|not a path relative"):
+        with pytest.raises(ValueError, match="outside the results folder"):
             load_result_model(results, {**row, "model_path": bad})
     with pytest.raises(ValueError, match="--save-models"):
         load_result_model(results, {**row, "model_path": None})

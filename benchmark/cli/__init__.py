@@ -9,7 +9,6 @@ failed (the rest is kept), 2 bad input (unknown name, missing or malformed data)
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -35,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "models_dir", None):
             if not Path(args.models_dir).is_dir():
                 raise UsageError(f"--models-dir {args.models_dir}: no such folder")
-            os.environ["BENCHMARK_MODELS_DIR"] = str(Path(args.models_dir))
-            registry.discover(force=True)
+            registry.use_models_dir(args.models_dir)
         return int(args.func(args) or 0)
     except UsageError as exc:
         p = exc.problems

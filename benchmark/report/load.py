@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import RESULTS_FILE, SCHEMA_VERSION, ResultStore, capped_epochs, row_label
+from ..results import RESULTS_FILE, SCHEMA_VERSION, ResultStore, capped_epochs, inside, row_label
 
 TABLE_METRICS: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")
 METRIC_LABELS: dict[str, str] = {
@@ -199,8 +199,14 @@ class ReportData:
         if rid in self._arrays:
             return self._arrays[rid]
         rel = row.get("arrays") or f"arrays/{rid}.npz"
-        path = self.results_dir / str(rel)
         out: dict[str, np.ndarray] | None = None
+        try:  # never opened outside the results folder ("../../etc/passwd", "/etc/passwd")
+            path = inside(self.results_dir, rel, "arrays")
+        except ValueError as exc:
+            self.notes.warn(f"row {rid} ({row['model']} on {row['dataset']}, {row['part']}): {exc}; "
+                            "its per-user arrays are not read")
+            self._arrays[rid] = None
+            return None
         if not path.is_file():
             self.notes.warn(
                 f"per-user arrays of {row['model']} on {row['dataset']} ({row['part']}) are "

@@ -33,6 +33,7 @@ from .policy import (
     make_pruner,
     study_info,
 )
+from .pool import worker_seed
 from .space import enqueued_defaults, params_of, probe_space, sampler_fixed
 from .storage import (
     StudyLock,
@@ -159,8 +160,9 @@ def _run_worker(
 
     ``storage``, ``lock``: the study's storage and lock when not those of ``storage_url``
     (a Ray worker: Optuna's gRPC proxy of the driver's SQLite, a Ray lock); ``sampler_seed``:
-    TPE's seed (default ``seed + worker_index``; Ray workers pass one from the seed, their
-    index and the study's trial count)."""
+    TPE's seed (default ``seed + worker_index`` on a new study; on a resumed one, and for Ray
+    workers, one from the seed, the worker's index and the study's trial count, so a resumed
+    or second worker never replays the first one's proposals)."""
     _quiet_optuna()
     cls = registry.get(name)
     dataset = split.meta.get("dataset")
@@ -170,8 +172,10 @@ def _run_worker(
     storage = storage or make_storage(storage_url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=seed + worker_index if sampler_seed is None else sampler_seed,
-                                             n_startup_trials=n_startup)
+        if sampler_seed is None:  # a resumed study: a seed apart, so no proposal is replayed
+            at_start = storage.get_n_trials(storage.get_study_id_from_name(study_name))
+            sampler_seed = seed + worker_index if at_start == 0 else worker_seed(seed, worker_index, at_start)
+        sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=n_startup)
         pinned = sampler_fixed(cls, fixed_params or {})
         if pinned:  # overridden parameters of the search space are not searched
             sampler = optuna.samplers.PartialFixedSampler(pinned, sampler)
