@@ -153,6 +153,14 @@ class Recommender:
         """Optuna search space: ``trial.suggest_*`` calls returning constructor params."""
         return {}
 
+    @classmethod
+    def trial_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The search space's own names and values that give ``params`` (what tuning
+        enqueues as trial 0, the defaults). By default the same names; a model whose
+        ``search_space`` names a parameter otherwise (iALS: ``regularization_nu1``) maps it.
+        The conformance kit checks that trial 0 gives ``default_params`` back."""
+        return dict(params)
+
     def param_problems(self) -> list[str]:
         """What is wrong with the hyperparameters, one line each (empty: nothing).
 

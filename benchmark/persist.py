@@ -34,7 +34,15 @@ from .fsutil import follow_umask
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Recommender
 
-__all__ = ["FORMAT", "save_model", "load_model", "saved_model_name"]
+__all__ = ["FORMAT", "ModelFileError", "save_model", "load_model", "saved_model_name"]
+
+
+class ModelFileError(ValueError):
+    """A saved model folder that cannot be read: names the folder and the damaged part."""
+
+    def __init__(self, path: Path, part: str, problem: str) -> None:
+        super().__init__(f"{path}: {part} {problem}; save the model again (model.save(path), or "
+                         "run --save-models)")
 
 #: Version of the folder layout above.
 FORMAT = 1
@@ -130,17 +138,28 @@ def _restore_param(cls: type, name: str, value: Any) -> Any:
     return value
 
 
+_MANIFEST_KEYS = ("model", "params", "json", "arrays", "sparse", "tensors", "modules")
+
+
 def _manifest(path: Path) -> dict[str, Any]:
     manifest_file = path / "model.json"
     if not manifest_file.is_file():
         raise FileNotFoundError(f"{path} is not a saved model (no model.json); save one with model.save(path)")
-    manifest = json.loads(manifest_file.read_text())
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(path, "model.json", f"is damaged (not JSON: {exc})") from None
+    if not isinstance(manifest, dict):
+        raise ModelFileError(path, "model.json", "is damaged (not a JSON object)")
     if manifest.get("format") != FORMAT:
         newer = isinstance(manifest.get("format"), int) and manifest["format"] > FORMAT
         raise ValueError(
             f"{path}: saved model format {manifest.get('format')!r}; this suite reads format "
             f"{FORMAT}" + (f" (the model was saved by cf-benchmark {manifest.get('suite_version')}, "
                            "newer than this one: upgrade the suite to load it)" if newer else ""))
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise ModelFileError(path, "model.json", f"is damaged (no {', '.join(repr(k) for k in missing)})")
     return manifest
 
 
@@ -166,8 +185,22 @@ def load_model(path: str | os.PathLike, cls: type, *, device: str | None = None)
     if getattr(cls, "name", "") and cls.name != name:
         raise ValueError(f"{path} holds a {name!r} model, not {cls.name!r}: load it with {name}'s class "
                          "or with benchmark.Recommender.load")
+    if not isinstance(manifest["params"], dict):
+        raise ModelFileError(path, "model.json", "is damaged (params is not an object)")
+    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(manifest["params"]) - known)
+    if unknown:
+        raise ModelFileError(path, "model.json", f"names parameters {name} does not have: "
+                             f"{', '.join(unknown)}")
     params = {k: _restore_param(cls, k, v) for k, v in manifest["params"].items()}
-    model = cls(**params)
+    try:
+        model = cls(**params)
+        problems = model.param_problems()
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(path, "model.json", f"has parameters {name} refuses ({exc})") from None
+    if problems:
+        raise ModelFileError(path, "model.json", f"has parameters out of {name}'s range: "
+                             f"{'; '.join(problems)}")
     saved_device = manifest["json"].get("device_")
     if device is None:
         device = "cuda" if saved_device == "cuda" and torch.cuda.is_available() else "cpu"
@@ -175,19 +208,27 @@ def load_model(path: str | os.PathLike, cls: type, *, device: str | None = None)
         setattr(model, k, v)
     if "device_" in manifest["json"] and isinstance(saved_device, str):
         model.device_ = device
-    with np.load(path / "arrays.npz", allow_pickle=False) as z:
-        for k in manifest["arrays"]:
-            setattr(model, k, z[k])
-        for k, fmt in manifest["sparse"].items():
-            kind = sp.csc_matrix if fmt == "csc" else sp.csr_matrix
-            shape = tuple(int(s) for s in z[f"{k}.shape"])
-            setattr(model, k, kind((z[f"{k}.data"], z[f"{k}.indices"], z[f"{k}.indptr"]), shape=shape))
-    tensors = torch.load(path / "tensors.pt", map_location=device, weights_only=True)
-    for k in manifest["tensors"]:
-        setattr(model, k, tensors[k])
-    for k in manifest["modules"]:
-        module = model._empty_module(k)
-        module.load_state_dict(tensors[k])
-        setattr(model, k, module.to(device))
+    try:
+        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+            for k in manifest["arrays"]:
+                setattr(model, k, z[k])
+            for k, fmt in manifest["sparse"].items():
+                kind = sp.csc_matrix if fmt == "csc" else sp.csr_matrix
+                shape = tuple(int(s) for s in z[f"{k}.shape"])
+                setattr(model, k, kind((z[f"{k}.data"], z[f"{k}.indices"], z[f"{k}.indptr"]), shape=shape))
+    except Exception as exc:  # truncated zip, missing member, a pickled array refused, ...
+        raise ModelFileError(path, "arrays.npz", f"is damaged or incomplete ({type(exc).__name__}: "
+                             f"{exc})") from None
+    try:
+        tensors = torch.load(path / "tensors.pt", map_location=device, weights_only=True)
+        for k in manifest["tensors"]:
+            setattr(model, k, tensors[k])
+        for k in manifest["modules"]:
+            module = model._empty_module(k)
+            module.load_state_dict(tensors[k])
+            setattr(model, k, module.to(device))
+    except Exception as exc:  # truncated file, missing tensor, shapes that do not match, ...
+        raise ModelFileError(path, "tensors.pt", f"is damaged or incomplete ({type(exc).__name__}: "
+                             f"{str(exc)[:300]})") from None
     model._after_load()
     return model

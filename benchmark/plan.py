@@ -27,7 +27,7 @@ from .protocol import Split
 from .resources import available_memory
 from .units import fmt_bytes, fmt_seconds
 
-__all__ = ["Plan", "PlanRow", "format_plan", "make_plan"]
+__all__ = ["FORCE_HINT", "Plan", "PlanRow", "format_plan", "make_plan", "skipped_line"]
 
 
 #: A fit the plan calls large, and ``run`` isolates in its own process by default: an
@@ -198,3 +198,17 @@ def plan_run(names: list[str], skipped: dict[str, str], shape: DataShape,
     rows += [PlanRow(name, None, options.resolve_device(), skipped=why) for name, why in skipped.items()]
     count, spread = timing_spread(since)
     return Plan(shape.dataset or "", basis, shape, rows, download_bytes, disk_bytes, count, spread)
+
+
+def skipped_line(name: str, reason: str, stats: dict[str, Any], explicit: bool) -> str:
+    """The log line of a model the plan leaves out, with the way to run it anyway."""
+    if explicit:
+        return f"[{name}] not run: {reason} ({FORCE_HINT})"
+    named_runs = registry.get(name).skip_reason(stats, explicit=True) is None
+    hint = ("" if "by name" in reason else " (name it in --models to run it anyway)") if named_runs \
+        else f" ({FORCE_HINT})"
+    return f"[{name}] skipped: {reason}{hint}"
+
+
+FORCE_HINT = ("--ignore-plan runs it anyway; or raise BENCHMARK_MEMORY_LIMIT / --time-budget, "
+              "or leave it out")

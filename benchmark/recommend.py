@@ -72,6 +72,7 @@ def recommend(model: Recommender, fold_in: sp.csr_matrix, k: int = 10, *, items:
     n_rows, n_items = fold_in.shape
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    recorded = items is None
     if items is None:
         items = getattr(model, "item_ids_", None)
     if items is None:
@@ -80,6 +81,10 @@ def recommend(model: Recommender, fold_in: sp.csr_matrix, k: int = 10, *, items:
             "run_experiment): pass items=split.items, or items=numpy.arange(n_items) for "
             "column positions")
     ids_all = np.asarray(items)
+    if len(ids_all) != n_items and recorded:
+        raise ValueError(f"fold_in has {n_items:,} columns, but the model was fitted on "
+                         f"{len(ids_all):,} items: give one column per item, in the order of "
+                         "model.item_ids_ (or pass users as item ids: model.recommend_ids)")
     if len(ids_all) != n_items:
         raise ValueError(f"items has {len(ids_all)} ids but fold_in has {n_items} columns")
     k = min(int(k), n_items)

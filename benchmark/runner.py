@@ -38,10 +38,10 @@ from .jobs import (
     epoch_budget,
 )
 from .logs import logger
-from .resources import IGNORE_PLAN_ENV
 from .model import FitOptions, Recommender
-from .plan import Plan
+from .plan import FORCE_HINT, Plan, skipped_line
 from .protocol import Split
+from .resources import IGNORE_PLAN_ENV
 from .results import ResultStore, run_key
 from .version import __version__
 
@@ -205,19 +205,6 @@ def _shape_for_plan(cfg: RunConfig, dataset: str) -> tuple[Split | DataShape, di
     return shape, pub.stats(dataset)
 
 
-def _skipped_line(name: str, reason: str, stats: dict[str, Any], explicit: bool) -> str:
-    if explicit:
-        return f"[{name}] not run: {reason} ({FORCE_HINT})"
-    named_runs = registry.get(name).skip_reason(stats, explicit=True) is None
-    hint = ("" if "by name" in reason else " (name it in --models to run it anyway)") if named_runs \
-        else f" ({FORCE_HINT})"
-    return f"[{name}] skipped: {reason}{hint}"
-
-
-FORCE_HINT = ("--ignore-plan runs it anyway; or raise BENCHMARK_MEMORY_LIMIT / --time-budget, "
-              "or leave it out")
-
-
 def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any]) -> Plan:
     """The plan of one dataset: every model of the run has a line (skipped ones with their
     reason); from the data when given a split, else from a published shape."""
@@ -230,7 +217,7 @@ def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any])
     explicit = cfg.models.strip() != "all"
     for name, reason in skipped.items():  # a named one's "not run" line comes with the fits
         if not explicit or cfg.plan_only:
-            log(_skipped_line(name, reason, stats, explicit))
+            log(skipped_line(name, reason, stats, explicit))
     download = disk = None
     if isinstance(data, Split):
         shape, basis = DataShape.from_split(data), "the data"
@@ -282,7 +269,7 @@ def run(cfg: RunConfig, split: Split, *, executor: Executor | None = None,
     if names is None:
         names, skipped = registry.select(cfg.models, split.stats())
         for name, reason in skipped.items():
-            log(_skipped_line(name, reason, split.stats(), False))
+            log(skipped_line(name, reason, split.stats(), False))
     store = ResultStore(cfg.results_dir)
     failures: list[str] = []
     for name, reason in (refused or {}).items():

@@ -116,6 +116,39 @@ def check_params(model: str | type[Recommender]) -> None:
     unknown = set(space) - set(cls._param_names())
     assert not unknown, f"search_space of {cls.__name__} suggests non-parameters {unknown}"
     cls(**{**params, **space})
+    check_defaults_trial(cls)
+
+
+def check_defaults_trial(cls: type[Recommender]) -> None:
+    """Tuning's trial 0 is the defaults: enqueued under the search space's names
+    (``trial_params``), its suggestions give ``default_params(dataset)`` back on every
+    dataset of the paper and the small ones, except a default outside its distribution (left
+    to the sampler; trial 0 then still fits the defaults, see ``enqueued_defaults``)."""
+    import optuna
+
+    from .tuning.space import enqueued_defaults, probe_space
+
+    names = probe_space(cls)
+    for dataset in (None, "ml-100k", "lastfm", "ml-20m", "netflix", "msd"):
+        defaults = cls.default_params(dataset)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        study.enqueue_trial(enqueued_defaults(cls, dataset, names))
+        trial = study.ask()
+        got = cls.search_space(trial)
+        mapped = cls.trial_params(defaults)
+        outside = {n for n, d in trial.distributions.items() if n in mapped and not _contains(d, mapped[n])}
+        for k, v in got.items():
+            assert v == defaults.get(k) or k in outside, (
+                f"{cls.__name__} on {dataset}: tuning's trial 0 draws {k}={v!r}, not the default "
+                f"{defaults.get(k)!r}: its search space names it otherwise; map the names in "
+                "trial_params")
+
+
+def _contains(dist: Any, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (TypeError, ValueError):
+        return False
 
 
 def check_scores(fitted: Recommender, split: Split) -> None:

@@ -27,14 +27,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation and the epoch loop", ("benchmark.evaluate", "benchmark.options",
                                        "benchmark.training")),
     ("model contract", ("benchmark.cost", "benchmark.sources", "benchmark.registry",
-                        "benchmark.persist", "benchmark.recommend", "benchmark.model",
-                        "benchmark.testing")),
+                        "benchmark.persist", "benchmark.recommend", "benchmark.model")),
     ("models", ("benchmark.models",)),
     ("results and report", ("benchmark.results", "benchmark.report")),
     ("planning, running and tuning", ("benchmark.plan", "benchmark.jobs", "benchmark.cluster", "benchmark.predict", "benchmark.runner",
                                       "benchmark.tuning", "benchmark.checks",
                                       "benchmark.experiment", "benchmark.tracking",
-                                      "benchmark.summary", "benchmark.api")),
+                                      "benchmark.summary", "benchmark.api", "benchmark.testing")),
     ("front doors", ("benchmark.cli", "benchmark.__main__", "benchmark")),
 ]
 

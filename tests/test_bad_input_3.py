@@ -231,7 +231,7 @@ def test_a_named_model_refused_for_memory_is_exit_1_and_ignore_plan_runs_it(tmp_
     """Row 6: a model named in --models and refused by the plan is an error (exit 1) with the
     estimate, the limit and the way to force it; --ignore-plan fits it; skipped from `all`,
     the line says how to include it and never 'ask for it by name' when naming would not do."""
-    from benchmark.runner import _skipped_line
+    from benchmark.plan import skipped_line
 
     args = ("run", "--models", "ease,popularity", "--dataset", "synthetic", "--data-dir",
             str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"), "--no-report")
@@ -246,7 +246,7 @@ def test_a_named_model_refused_for_memory_is_exit_1_and_ignore_plan_runs_it(tmp_
     rows = [json.loads(x) for x in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
     assert {r["model"] for r in rows} == {"popularity", "ease"}
     stats = {"items": 10**6, "users": 10**6, "interactions": 10**8}
-    assert "--ignore-plan" in _skipped_line("ease", "too big", stats, False)
+    assert "--ignore-plan" in skipped_line("ease", "too big", stats, False)
 
 
 def test_models_dir_is_kept_in_the_dump_and_honoured_from_a_file(tmp_path):
@@ -311,3 +311,93 @@ def test_a_resumed_study_never_replays_a_proposal(planted_split, tmp_path):
     values = [t.params["l2"] for t in study.get_trials() if t.params]
     assert len(study.get_trials()) == 8 and len(values) == 8
     assert len(set(values)) == 8, sorted(values)
+
+
+def _damage(folder, how):
+    m = folder / "model.json"
+    doc = json.loads(m.read_text())
+    if how == "arrays":
+        data = (folder / "arrays.npz").read_bytes()
+        (folder / "arrays.npz").write_bytes(data[: len(data) // 2])
+    elif how == "tensors":
+        (folder / "tensors.pt").write_bytes(b"PK\x03\x04 truncated")
+    elif how == "json":
+        m.write_text(m.read_text()[:40])
+    elif how == "no-model":
+        m.write_text(json.dumps({k: v for k, v in doc.items() if k != "model"}))
+    elif how == "unknown-param":
+        m.write_text(json.dumps({**doc, "params": {**doc["params"], "nosuch": 1}}))
+    elif how == "l2":
+        m.write_text(json.dumps({**doc, "params": {**doc["params"], "l2": -5}}))
+
+
+@pytest.mark.parametrize("how,part,says", [
+    ("arrays", "arrays.npz", "damaged"), ("tensors", "tensors.pt", "damaged"),
+    ("json", "model.json", "not JSON"), ("no-model", "model.json", "no 'model'"),
+    ("unknown-param", "model.json", "nosuch"), ("l2", "model.json", "l2")])
+def test_a_damaged_saved_model_is_one_model_file_error(planted_split, tmp_path, how, part, says):
+    """Row 15: one ModelFileError naming the folder and the damaged part; parameters are
+    checked by the model's param_problems on load."""
+    import shutil
+
+    from benchmark.models.ease import EASE
+    from benchmark.persist import ModelFileError
+
+    saved = tmp_path / "ease"
+    EASE().fit(planted_split.train).save(saved)
+    Recommender.load(saved)  # intact: loads
+    folder = tmp_path / how
+    shutil.copytree(saved, folder)
+    _damage(folder, how)
+    with pytest.raises(ModelFileError) as err:
+        Recommender.load(folder)
+    assert str(folder) in str(err.value) and part in str(err.value) and says in str(err.value)
+
+
+def test_recommend_breaks_ties_as_the_evaluator_and_names_a_wrong_width(planted_split):
+    """Row 16: an empty fold-in row (all scores tied) is ordered as evaluate.topk_indices
+    orders it; a fold-in of the wrong width, with the model's recorded ids, names the width."""
+    import scipy.sparse as sp
+
+    from benchmark.evaluate import topk_indices
+    from benchmark.models.ease import EASE
+
+    model = EASE().fit(planted_split.train)
+    n = planted_split.n_items
+    empty = sp.csr_matrix((1, n), dtype=np.float32)
+    rec = model.recommend(empty, 7, items=np.arange(n))
+    assert list(rec.ids[0]) == list(topk_indices(np.asarray(model.score(empty), np.float32), 7)[0])
+    model.item_ids_ = np.arange(n) + 1000
+    with pytest.raises(ValueError, match=f"fold_in has {n - 1:,} columns, but the model was fitted on {n:,} items"):
+        model.recommend(sp.csr_matrix((1, n - 1), dtype=np.float32), 5)
+
+
+def test_trial_0_is_exactly_the_defaults(planted_split, tmp_path):
+    """Row 21: iALS's trial 0 fits regularization 0.003 (its search space calls it
+    regularization_nu1), and the conformance kit's check fails a model that does not map
+    its names; a default outside its distribution (iALS's 8,192 factors on MSD) no longer
+    fails trial 0."""
+    import optuna
+
+    from benchmark.models.ials import IALS
+    from benchmark.testing import check_defaults_trial
+    from benchmark.tuning import enqueued_defaults, probe_space, tune_model
+
+    tune_model("ials", planted_split, trials=1, results_dir=tmp_path, progress=False, epochs=2)
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna.db'}")
+    (trial,) = optuna.load_study(study_name=summary.study_name,
+                                 storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
+    defaults = IALS.default_params(planted_split.meta["dataset"])
+    assert trial.user_attrs["paper_defaults"] and trial.state.name == "COMPLETE"
+    assert trial.user_attrs["params"]["regularization"] == defaults["regularization"] == 0.003
+    assert trial.params["regularization_nu1"] == 0.003
+    assert "factors" not in enqueued_defaults(IALS, "msd", probe_space(IALS))  # 8192: not a choice
+    check_defaults_trial(IALS)
+
+    class Unmapped(IALS):
+        @classmethod
+        def trial_params(cls, params):
+            return dict(params)
+
+    with pytest.raises(AssertionError, match="draws regularization="):
+        check_defaults_trial(Unmapped)

@@ -209,7 +209,9 @@ def test_same_results_give_identical_bytes(fixed_report, tmp_path):
     index, _ = _build(tmp_path, copy, "again", figures=True)
     for name in ("tables.md", "tables.tex"):
         assert (out / name).read_bytes() == (index.parent / name).read_bytes()
-    for f in sorted((out / "figures").glob("*.svg")):  # SVG: fixed hash salt, no date
+    figs = sorted((out / "figures").glob("*.svg")) + sorted((out / "figures").glob("*.pdf"))
+    assert figs
+    for f in figs:  # SVG: fixed hash salt, no date; PDF: no dates, no producer
         assert f.read_bytes() == (index.parent / "figures" / f.name).read_bytes(), f.name
 
 
@@ -237,6 +239,7 @@ def test_table_content(fixed_report):
         assert k in keys
     for f in manifest["figures"]:
         assert (out / f["png"]).stat().st_size > 1000 and (out / f["svg"]).exists()
+        assert (out / f["pdf"]).read_bytes().startswith(b"%PDF")
     html = (out / "index.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == len(manifest["figures"])
     assert "http://" not in html and "https://" not in html and "<script" not in html
@@ -448,14 +451,3 @@ def test_odd_field_types_do_not_crash(tmp_path):
     md = (index.parent / "tables.md").read_text()
     assert "| odd [split 12345] (tuned) | - | - | - |" in md
     assert any("neither 'valid' nor 'test'" in m for m in msgs)
-
-
-def test_time_figure_labels_never_overlap_and_terminate():
-    from benchmark.report.figures import _label_positions
-
-    # equal accuracy and time: the greedy placement must stack the labels, not loop forever
-    pts = [(f"m{i}", 10.0, 0.3, 0.0) for i in range(5)] + [("far", 1e4, 0.3, 0.0)]
-    placed = _label_positions(pts, log=True, gap=0.003)
-    heights = sorted(y for m, _, _, y in placed if m != "far")
-    assert all(b - a >= 0.003 * 0.999 for a, b in zip(heights, heights[1:], strict=False))
-    assert next(y for m, _, _, y in placed if m == "far") == 0.3  # far away in time: not moved

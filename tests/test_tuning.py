@@ -324,7 +324,12 @@ def test_tiny_study_per_family(model, synth_dir, tmp_path, capsys):
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in trials)
     assert trials[0].user_attrs["paper_defaults"] is True
     defaults = cls.default_params("synthetic")
-    assert all(defaults[k] == v for k, v in trials[0].params.items() if k in defaults)
+    # trial 0 fits the defaults themselves (LightFM's alpha 0.0 lies outside its log-scale
+    # range: the recorded Optuna parameter is a draw, what was fitted is 0.0)
+    fitted = trials[0].user_attrs.get("params", {})
+    assert all(fitted[k] == (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()
+               if k in fitted), (fitted, defaults)
+    assert trials[0].state != TrialState.FAIL, trials[0].user_attrs.get("fail_reason")
     assert study.best_value > 0
 
 

@@ -110,7 +110,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         out = build_report(args.results_dir, args.out, reference=args.reference, names=args.names,
-                           models=args.models, datasets=args.datasets, exclude=args.exclude)
+                           models=args.models, datasets=args.datasets, exclude=args.exclude,
+                           figure_models=args.figure_models)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(f"report written to {out}")

@@ -176,19 +176,11 @@ def _add_run_command(sub: Any) -> None:
     s.add_argument("--reference", default=None, metavar="MODEL",
                    help="the model the report tests every other model against (default: "
                    "multvae when present, else the best by validation NDCG@100)")
-    s.add_argument("--plan", action="store_true",
-                   help="print each model's estimated fit time and peak memory on this machine "
-                   "(every run prints it first) and exit without fitting; with no data on "
-                   "disk, ml-20m, netflix and msd are planned from their published shape")
+    s.add_argument("--plan", action="store_true", help="print each model's estimated fit time and peak memory on this machine (every run prints it first) and exit without fitting; with no data on disk, ml-20m, netflix and msd are planned from their published shape")
     s.add_argument("--json", action="store_true", help="with --plan: the plan as one JSON document")
-    s.add_argument("--ignore-plan", action="store_true", help="fit the models the plan refuses "
-                   "or skips for memory or time anyway (a fit that then runs out of memory fails)")
-    s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="most seconds one model's fit may take: a model estimated above it is "
-                   "not started, an iterative one stops after the epoch that crosses it")
-    s.add_argument("--isolate", choices=["auto", "all", "none"], default="auto",
-                   help="fit in a child process of its own, so that a crash in native code "
-                   "fails that model only: auto (the fits the plan marks as large), all, none")
+    s.add_argument("--ignore-plan", action="store_true", help="fit the models the plan refuses or skips for memory or time anyway (a fit that then runs out of memory fails)")
+    s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="most seconds one model's fit may take: a model estimated above it is not started, an iterative one stops after the epoch that crosses it")
+    s.add_argument("--isolate", choices=["auto", "all", "none"], default="auto", help="fit in a child process of its own, so that a crash in native code fails that model only: auto (the fits the plan marks as large), all, none")
     s.add_argument("--ray-retries", type=int, default=2, metavar="N",
                    help="with --ray: how often a fit whose worker or node died is rerun (default 2)")
     s.add_argument("--force", action="store_true", help="rerun models whose results exist")
@@ -219,6 +211,13 @@ def _add_tune_command(sub: Any) -> None:
     s.set_defaults(func=cmd_tune)
 
 
+FIGURE_MODELS = "the activity-quintile figure's models beside the reference (default: the best of each family)"
+
+
+def _csv(value: str) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] or None
+
+
 def _add_report_command(sub: Any) -> None:
     s = sub.add_parser("report", help="render tables and figures from a results folder")
     s.add_argument("--results-dir", default="results")
@@ -227,9 +226,9 @@ def _add_report_command(sub: Any) -> None:
                    help="test every model against this one (default: multvae when present, "
                    "else the best model by validation NDCG@100, per dataset)")
     for opt, what in (("--models", "only these models"), ("--datasets", "only these datasets"),
-                      ("--exclude", "not these models")):
-        s.add_argument(opt, default=None, metavar="A,B", help=f"{what} (tables, figures and tests)",
-                       type=lambda v: [x.strip() for x in v.split(",") if x.strip()] or None)
+                      ("--exclude", "not these models"), ("--figure-models", FIGURE_MODELS)):
+        s.add_argument(opt, default=None, metavar="A,B", type=_csv,
+                       help=what if opt == "--figure-models" else f"{what} (tables, figures and tests)")
     s.add_argument("--names", default=None, metavar="ID=NAME,...", type=_names,
                    help="how tables name models, over the names recorded at the fit (e.g. ease=EASE-tuned)")
     s.set_defaults(func=cmd_report)

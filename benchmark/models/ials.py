@@ -10,30 +10,25 @@ factors W (n_users, d), item factors H (n_items, d) and the binary training matr
             + lambda * sum_u (|I_u| + alpha0 |I|)^nu ||w_u||^2           frequency-scaled
             + lambda * sum_i (|U_i| + alpha0 |U|)^nu ||h_i||^2           L2
 
-(|I|: items, |U|: training users; the "all pairs" term includes the observed ones, so an
-observed pair weighs 1 + alpha0 in total). Each half-epoch solves every user (then every
-item) exactly with the other side fixed, by the Gram trick::
+(an observed pair weighs 1 + alpha0 in all). Each half-epoch solves every user (then item) exactly::
 
     A_u = alpha0 H^T H + r_u I + sum_{i in I_u} h_i h_i^T      (d, d)
     b_u = sum_{i in I_u} h_i                                     (d,)
     w_u = A_u^{-1} b_u,   r_u = lambda (|I_u| + alpha0 |I|)^nu
 
-``H^T H`` is computed once per half-epoch; users are sorted by history length and solved
-in padded groups: one batched ``bmm`` builds the group's A_u and one batched Cholesky
-solves them (never a Python call per user). A user with L = |I_u| < d items is solved in
+``H^T H`` once per half-epoch; users sorted by history length, solved in padded groups (one
+batched ``bmm`` builds their A_u, one batched Cholesky solves them; no Python call per user). A user with L = |I_u| < d items is solved in
 the L-dimensional dual instead (Woodbury; the same solution, exactly): with
 ``H^T H = Q diag(e) Q^T`` (one ``eigh`` per half-epoch), ``D_u = diag(alpha0 e + r_u)``
 and ``O_u = H_u Q`` (the rotated factors of u's items)::
 
     w_u = Q D_u^-1 O_u^T (I_L + O_u D_u^-1 O_u^T)^-1 1_L
 
-at L^2 d + L^3 / 3 flops instead of L d^2 + d^3 / 3 (on ML-20M with d = 2048 most users
-have L << d). The same code runs on CPU and CUDA (torch).
-An epoch is the user step then the item step, as ``IALSRecommender::Train``.
+at L^2 d + L^3 / 3 flops instead of L d^2 + d^3 / 3 (on ML-20M with d = 2048 most users have
+L << d). CPU and CUDA (torch). An epoch: the user step, then the item step (``Train``).
 
-Held-out users are folded in exactly as the reference code's ``EvaluateDataset``: the user
-step above, on the fold-in rows, against the fixed item factors, with r_u from the fold-in
-size |I_u| and the catalogue size |I|; a user with no fold-in items gets w_u = 0.
+Fold-in as the reference's ``EvaluateDataset``: the user step on the fold-in rows against the
+fixed item factors, r_u from |I_u| and |I|; a user with no fold-in items gets w_u = 0.
 
 Initialisation: every entry of W and H normal(0, stddev / sqrt(d)), stddev 0.1 (the
 reference code's ``adjusted_stdev``; ``--stddev 0.1`` in its README). Departures from the
@@ -283,6 +278,12 @@ class IALS(IterativeRecommender):
             "regularization_exp": nu,
             "unobserved_weight": trial.suggest_float("unobserved_weight", 1e-3, 1.0, log=True),
         }
+
+    @classmethod
+    def trial_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``regularization`` goes by the name of its nu's range (``search_space``)."""
+        nu = int(float(params.get("regularization_exp", 1.0)))
+        return {(f"regularization_nu{nu}" if k == "regularization" else k): v for k, v in params.items()}
 
     @classmethod
     def estimate_cost(cls, shape: DataShape, params: dict[str, Any], options: FitOptions) -> Estimate:

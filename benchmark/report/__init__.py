@@ -9,7 +9,7 @@ beside it (so it works for any model, plugins included) and writes::
                        (Mult-VAE by default), average ranks across datasets, provenance
       tables.tex       the result and significance tables for LaTeX (booktabs)
       index.html       one self-contained page: tables, figures (embedded), provenance
-      figures/*.png    the figures, and the same as *.svg
+      figures/*.png    the figures, and the same as *.svg and *.pdf (vector, for LaTeX)
       report.json      what is in the report (table keys, figure files, warnings)
 
 The same results give byte-identical ``tables.md`` and ``tables.tex``. Problems in the
@@ -65,6 +65,7 @@ def build_report(
     datasets: list[str] | None = None,
     exclude: list[str] | None = None,
     names: dict[str, str] | None = None,
+    figure_models: list[str] | None = None,
 ) -> Path:
     """Render the report of a results folder.
 
@@ -77,10 +78,12 @@ def build_report(
         models, datasets, exclude: show only these models and datasets, less ``exclude``
             (tables, figures and tests; the opening lines say what else was read).
         names: {registry id: display name} over the names the rows recorded at the fit.
+        figure_models: the models the activity-quintile figure shows beside the reference,
+            which is always shown first (default None: the best model of each family).
 
     Raises:
-        ValueError: a model or dataset named in ``models``, ``datasets`` or ``exclude`` has
-            no row in the folder.
+        ValueError: a model or dataset named in ``models``, ``datasets``, ``exclude`` or
+            ``figure_models`` has no row in the folder.
 
     Returns:
         the path of ``index.html``.
@@ -93,7 +96,8 @@ def build_report(
     follow_umask(stage, directory=True)
     try:
         _build(results_dir, stage, figures=figures, reference=reference,
-               scope={"models": models, "datasets": datasets, "exclude": exclude}, names=names)
+               scope={"models": models, "datasets": datasets, "exclude": exclude}, names=names,
+               figure_models=figure_models)
         if figures:
             _swap_folder(stage / "figures", out / "figures", stage.name)
         for name in REPORT_FILES:
@@ -129,7 +133,7 @@ def _swap_folder(new: Path, target: Path, tag: str) -> None:
 
 def _build(results_dir, out: Path, *, figures: bool, reference: str | None,
            scope: dict[str, list[str] | None] | None = None,
-           names: dict[str, str] | None = None) -> None:
+           names: dict[str, str] | None = None, figure_models: list[str] | None = None) -> None:
     """Render every file of the report into ``out`` (a fresh folder)."""
     notes = Notes()
     data: ReportData = load_results(results_dir, notes)
@@ -138,12 +142,18 @@ def _build(results_dir, out: Path, *, figures: bool, reference: str | None,
     if reference is not None and data.rows and reference not in {r["model"] for r in data.rows}:
         raise ValueError(f"--reference {reference}: no row of that model in {data.results_dir} "
                          f"(it has: {', '.join(sorted({r['model'] for r in data.rows}))})")
+    shown = sorted({r["model"] for r in data.rows})
+    unknown = sorted(set(figure_models or ()) - set(shown))
+    if data.rows and unknown:
+        raise ValueError(f"--figure-models: {', '.join(unknown)} not in the rows shown from "
+                         f"{data.results_dir} (they have: {', '.join(shown)})")
     data.names = dict(names or {})
     sig: Significance = significance(data, reference=reference)
     ranks = rank_analysis(data)
     tables: list[Table] = build_tables(data, sig, ranks)
     fig_dir = out / "figures"
-    figs: list[FigureInfo] = make_figures(data, fig_dir, ranks) if figures else []
+    figs: list[FigureInfo] = make_figures(data, fig_dir, ranks, references=sig.reference,
+                                          figure_models=figure_models) if figures else []
     warns = list(notes.messages)
     _write(out / "tables.md", render_markdown(data, tables, warns, figs))
     _write(out / "tables.tex", render_latex(data, tables, warns))
@@ -152,7 +162,8 @@ def _build(results_dir, out: Path, *, figures: bool, reference: str | None,
     manifest = {
         "tables": [{"key": t.key, "title": t.title, "rows": len(t.rows)} for t in tables],
         "figures": [
-            {"key": f.key, "title": f.title, "png": f"figures/{f.png}", "svg": f"figures/{f.svg}"}
+            {"key": f.key, "title": f.title, "png": f"figures/{f.png}", "svg": f"figures/{f.svg}",
+             "pdf": f"figures/{f.pdf}"}
             for f in figs
         ],
         "warnings": warns,

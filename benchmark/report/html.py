@@ -1,7 +1,7 @@
 """One self-contained web page: tables, figures (base64 PNG) and provenance, no external loads.
 
 The page has no scripts, fonts or links it must fetch: it opens from disk (``file://``) and
-can be mailed as one file. Links to the SVG files next to it are plain links.
+can be mailed as one file. Links to the SVG and PDF files next to it are plain links.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def figure_html(f: FigureInfo, fig_dir: Path) -> str:
         f'<figure class="plot" id="{html.escape(f.key)}">'
         f'<img src="data:image/png;base64,{data}" width="{w}" height="{h}" alt="{html.escape(f.title)}">'
         f"<figcaption><strong>{_text(f.title)}.</strong> {_text(f.caption)} "
-        f'<a href="figures/{html.escape(f.svg)}">SVG</a></figcaption></figure>'
+        f'<a href="figures/{html.escape(f.svg)}">SVG</a> '
+        f'<a href="figures/{html.escape(f.pdf)}">PDF</a></figcaption></figure>'
     )
 
 

@@ -329,16 +329,55 @@ def _holm_family(family: list[Comparison]) -> None:
         c.t_p_holm, c.w_p_holm = float(tp), float(wp)
 
 
-def quintile_groups(fold_in_size: np.ndarray, users: np.ndarray, n_groups: int = 5) -> list[np.ndarray]:
-    """Split users into equal-sized activity groups by fold-in size (least active first).
+def activity_edges(fold_in_size: np.ndarray, n_groups: int = 5) -> np.ndarray:
+    """Where activity groups start: near-equal groups of users by fold-in size, never
+    cutting between two users of the same size (so the groups are disjoint size ranges).
+
+    Args:
+        fold_in_size: (n,) fold-in items per evaluated user (integers).
+        n_groups: how many groups at most (5: quintiles); fewer when ties leave no cut.
+
+    Returns:
+        (g - 1,) increasing integer sizes: group 0 holds sizes below ``edges[0]``, group i
+        sizes in ``[edges[i - 1], edges[i] - 1]``, the last sizes from ``edges[-1]`` up.
+    """
+    s = np.sort(np.rint(np.asarray(fold_in_size, dtype=np.float64)).astype(np.int64))
+    n = len(s)
+    changes = np.flatnonzero(np.diff(s)) + 1  # positions where a larger size starts
+    cuts: list[int] = []
+    for k in range(1, n_groups):
+        ideal = k * n / n_groups
+        free = changes[changes > (cuts[-1] if cuts else 0)]
+        if not len(free):
+            break
+        cuts.append(int(free[np.argmin(np.abs(free - ideal))]))
+    return np.unique(s[cuts]) if cuts else np.zeros(0, dtype=np.int64)
+
+
+def activity_labels(edges: np.ndarray, lowest: int, highest: int) -> list[str]:
+    """The integer range of each group: ``["4-14", "15-21", "22-38", ...]``."""
+    starts = [int(lowest), *(int(e) for e in edges)]
+    ends = [*(int(e) - 1 for e in edges), int(highest)]
+    return [f"{a}" if a == b else f"{a}-{b}" for a, b in zip(starts, ends, strict=True)]
+
+
+def quintile_groups(fold_in_size: np.ndarray, users: np.ndarray, n_groups: int = 5,
+                    edges: np.ndarray | None = None) -> list[np.ndarray]:
+    """Users in activity groups by fold-in size (least active first), cut at ``edges``
+    (default: :func:`activity_edges` of these users), every user of one size in one group.
 
     Args:
         fold_in_size: (n,) fold-in items per evaluated user.
-        users: (n,) their user indices (ties in activity are broken by user index).
-        n_groups: how many groups (5: quintiles).
+        users: (n,) their user indices (order within a group: size, then user index).
+        n_groups: how many groups at most (5: quintiles), when ``edges`` is None.
+        edges: where groups start (the same edges for several models: the same bins).
 
     Returns:
-        ``n_groups`` arrays of positions into the per-user arrays.
+        ``len(edges) + 1`` arrays of positions into the per-user arrays.
     """
-    order = np.lexsort((np.asarray(users), np.asarray(fold_in_size)))
-    return [g for g in np.array_split(order, n_groups)]
+    sizes = np.rint(np.asarray(fold_in_size, dtype=np.float64)).astype(np.int64)
+    if edges is None:
+        edges = activity_edges(sizes, n_groups)
+    order = np.lexsort((np.asarray(users), sizes))
+    group = np.searchsorted(np.asarray(edges), sizes[order], side="right")
+    return [order[group == g] for g in range(len(edges) + 1)]

@@ -61,13 +61,29 @@ def probe_distributions(cls: type) -> dict[str, str]:
 def enqueued_defaults(
     cls: type, dataset: str | None, names: list[str], fixed_params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The paper defaults (with the overrides) for the suggested names (JSON scalars only)."""
-    defaults = {**cls.default_params(dataset), **(fixed_params or {})}
-    return {
-        k: defaults[k]
-        for k in names
-        if k in defaults and (defaults[k] is None or isinstance(defaults[k], (bool, int, float, str)))
-    }
+    """The paper defaults (with the overrides) for the suggested names (JSON scalars only),
+    under the search space's names (:meth:`benchmark.model.Recommender.trial_params`; a
+    renamed one is kept though the probe's branch may not suggest it). A default that is not
+    among a categorical's choices (iALS's 8,192 factors on MSD) is left for the sampler:
+    trial 0 still fits the defaults themselves (the objective), only its recorded Optuna
+    parameter differs."""
+    plain = {**cls.default_params(dataset), **(fixed_params or {})}
+    defaults = cls.trial_params(plain)
+    dists = _probe_trial(cls).distributions
+    out = {}
+    for k, v in defaults.items():
+        if not (k in names or k not in plain):
+            continue
+        if not (v is None or isinstance(v, (bool, int, float, str))):
+            continue
+        d = dists.get(k)
+        try:  # Optuna takes a number out of range as it is (LightFM's alpha 0 on a log
+            if d is not None:  # scale), but fails a trial over a value not among the choices
+                d.to_internal_repr(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
+    return out
 
 
 def params_of(cls: type, trial_params: dict[str, Any]) -> dict[str, Any]:

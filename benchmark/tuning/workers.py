@@ -94,7 +94,9 @@ def _make_objective(
         model = None
         try:
             params = dict(defaults)
-            params.update(cls.search_space(trial))
+            space = cls.search_space(trial)
+            if not trial.user_attrs.get("paper_defaults"):  # trial 0 fits the defaults as they are
+                params.update(space)
             params.update(fixed)  # --param overrides hold in every trial
             trial.set_user_attr("params", _jsonable(params))
             twin = _finished_twin(trial)
@@ -347,6 +349,7 @@ def tune_model(
     if not names:
         log(f"[{name}] has no search space: one trial with its defaults")
     defaults = enqueued_defaults(cls, dataset, names, fixed)
+    defaults_all = {**cls.default_params(dataset), **fixed}
     max_epochs = epochs
     model_epochs = cls.default_params(dataset).get("epochs")
     if isinstance(model_epochs, int) and not isinstance(model_epochs, bool):
@@ -430,6 +433,8 @@ def tune_model(
         )
     best = next(t for t in study.get_trials(deepcopy=False) if t.number == info["best_trial"])
     best_params = params_of(cls, best.params) if names else {}
+    if best.user_attrs.get("paper_defaults"):  # what trial 0 fitted: the defaults themselves
+        best_params = {k: defaults_all[k] for k in best_params if k in defaults_all}
     best_params.update(fixed)
     info["best_params"] = _jsonable(best_params)
     info["fixed_params"] = _jsonable(fixed)
