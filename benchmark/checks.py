@@ -219,7 +219,8 @@ def evaluable_problem(split: Any, dataset: str) -> str | None:
             "use --min-user-items 5 (or more), or more users per held-out set (--heldout-users)")
 
 
-def dataset_problems(datasets: list[str], data_dir: Any, *, plan_only: bool = False) -> list[str]:
+def dataset_problems(datasets: list[str], data_dir: Any, *, plan_only: bool = False,
+                     protocols: Any = ()) -> list[str]:
     """Every dataset of a run resolved before the first fit (row 4 of the third bad-input
     round): its spec known, a ``file:`` present, and raw files present, a split cached, or a
     download source known (a plan needs none of these for a published shape). Nothing is
@@ -228,6 +229,7 @@ def dataset_problems(datasets: list[str], data_dir: Any, *, plan_only: bool = Fa
     from pathlib import Path
 
     from .data import DatasetError, dataset_dir, get_dataset
+    from .data.preprocess import TIMED_PROTOCOLS
 
     problems = []
     for name in datasets:
@@ -242,6 +244,10 @@ def dataset_problems(datasets: list[str], data_dir: Any, *, plan_only: bool = Fa
         except DatasetError as exc:
             problems.append(f"dataset {name}: {exc}")
             continue
+        timed = [p for p in protocols if p in TIMED_PROTOCOLS]
+        if timed and not spec.timestamps:
+            problems.append(f"dataset {name}: --protocol {timed[0]} needs timestamps and {name} has "
+                            "none; use --protocol strong or weak")
         if spec.generated or (plan_only and spec.published is not None):
             continue
         root = dataset_dir(spec, data_dir)
@@ -316,7 +322,9 @@ def preflight(args: Any, *, tune: bool = False) -> dict:
     ) if p]
     problems += data_problems(args)
     datasets = [args.dataset] if getattr(args, "dataset", None) else list(getattr(args, "datasets", None) or [])
-    problems += dataset_problems(datasets, args.data_dir, plan_only=bool(getattr(args, "plan", False)))
+    protocols = [args.protocol] if getattr(args, "protocol", None) else list(getattr(args, "protocols", None) or [])
+    problems += dataset_problems(datasets, args.data_dir, plan_only=bool(getattr(args, "plan", False)),
+                                 protocols=protocols)
     metrics = list(DEFAULT_METRICS)
     for m in (getattr(args, "metrics", None) or "").split(","):
         if m.strip():

@@ -20,12 +20,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .beyond import PER_USER_BEYOND, ItemPopularity, check_popularity, exposure, gini_index
 from .protocol import HeldOut
 
 DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")
-#: Every metric kind (``kind@K``); ``coverage`` is one number for all users, the others are
-#: per user. Definitions in ``docs/metrics.md``.
-METRIC_KINDS = ("recall", "ndcg", "precision", "map", "mrr", "hitrate", "coverage")
+#: Every metric kind (``kind@K``); ``coverage`` and ``gini`` are one number for all users, the
+#: others are per user; ``arp``, ``aplt``, ``novelty`` and ``gini`` need the training item
+#: popularity (``benchmark.beyond``). Definitions in ``docs/metrics.md``.
+METRIC_KINDS = ("recall", "ndcg", "precision", "map", "mrr", "hitrate", "coverage",
+                "arp", "aplt", "gini", "novelty")
+#: The kinds that are one number over all evaluated users' top k (``EvalResult.aggregate``).
+AGGREGATE_KINDS = ("coverage", "gini")
 
 
 def parse_metric(name: str) -> tuple[str, int]:
@@ -180,8 +185,13 @@ def compute_metrics(
     fold_in: sp.csr_matrix,
     holdout: sp.csr_matrix,
     metrics: Sequence[str] = DEFAULT_METRICS,
+    popularity: ItemPopularity | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-row metrics for one batch of scores; fold-in items are masked to -inf first."""
+    """Per-row metrics for one batch of scores; fold-in items are masked to -inf first.
+
+    ``coverage`` and ``gini`` give the batch's top k (``evaluate`` aggregates them);
+    ``arp``, ``aplt``, ``novelty`` and ``gini`` need ``popularity`` (else ValueError).
+    """
     scores = np.array(scores, dtype=np.float32, copy=True)
     scores[np.isnan(scores)] = -np.inf
     if scores.shape != fold_in.shape:
@@ -190,12 +200,15 @@ def compute_metrics(
     scores[rows, fold_in.indices] = -np.inf
     # a K past the catalogue is the catalogue (no allocation grows with the requested K)
     parsed = [(kind, min(k, scores.shape[1])) for kind, k in map(parse_metric, metrics)]
+    check_popularity([kind for kind, _ in parsed], popularity, scores.shape[1])
     kmax = max(k for _, k in parsed)
     top = topk_indices(scores, kmax)
     out = {}
     for name, (kind, k) in zip(metrics, parsed):
-        if kind == "coverage":  # the items in this batch's top k (aggregated by evaluate)
+        if kind in AGGREGATE_KINDS:  # the items in this batch's top k (aggregated by evaluate)
             out[name] = top[:, :k]
+        elif kind in PER_USER_BEYOND:
+            out[name] = PER_USER_BEYOND[kind](top, holdout, k, popularity)
         elif kind == "recall":
             out[name] = recall_at_k(top, holdout, k)
         elif kind == "ndcg":
@@ -223,7 +236,7 @@ class EvalResult:
     n_excluded: int
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
-    aggregate: dict[str, float] = field(default_factory=dict)  # e.g. coverage@k
+    aggregate: dict[str, float] = field(default_factory=dict)  # coverage@k, gini@k
 
     @property
     def n_users(self) -> int:
@@ -289,6 +302,7 @@ def evaluate(
     batch_size: int = 1000,
     progress: bool = False,
     desc: str = "evaluate",
+    popularity: ItemPopularity | None = None,
 ) -> EvalResult:
     """Score held-out users in batches and compute per-user metrics.
 
@@ -298,15 +312,20 @@ def evaluate(
         heldout: the users to evaluate.
         metrics: names such as ``recall@20`` or ``ndcg@100``.
         batch_size: users per scoring call.
+        popularity: the training item popularity (``ItemPopularity.of(split.train)``);
+            needed by ``arp``, ``aplt``, ``novelty`` and ``gini`` (else ValueError).
     """
     t0 = time.perf_counter()
     n_true = np.diff(heldout.holdout.indptr)
     users = np.flatnonzero(n_true > 0)
     n_excluded = int(heldout.n_users - len(users))
     kinds = {m: parse_metric(m) for m in metrics}
-    covered = {m: np.zeros(heldout.fold_in.shape[1], dtype=bool) for m, (kind, _) in kinds.items()
-               if kind == "coverage"}
-    per_user = {m: np.empty(len(users), dtype=np.float64) for m in metrics if m not in covered}
+    n_items = heldout.fold_in.shape[1]
+    check_popularity([kind for kind, _ in kinds.values()], popularity, n_items)
+    # coverage: which items were in any top k; gini: how often each was
+    shown = {m: np.zeros(n_items, dtype=np.int64) for m, (kind, _) in kinds.items()
+             if kind in AGGREGATE_KINDS}
+    per_user = {m: np.empty(len(users), dtype=np.float64) for m in metrics if m not in shown}
     iterator = range(0, len(users), batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -317,10 +336,10 @@ def evaluate(
         fold = heldout.fold_in[rows]
         scores = np.asarray(score_fn(fold))
         check_scores(scores, fold.shape)
-        batch = compute_metrics(scores, fold, heldout.holdout[rows], metrics)
+        batch = compute_metrics(scores, fold, heldout.holdout[rows], metrics, popularity)
         for m in metrics:
-            if m in covered:
-                covered[m][np.unique(batch[m])] = True
+            if m in shown:
+                shown[m] += exposure(batch[m], n_items)
             else:
                 per_user[m][start : start + len(rows)] = batch[m]
     fold_sizes = np.diff(heldout.fold_in.indptr)[users]
@@ -330,9 +349,16 @@ def evaluate(
         fold_in_size=fold_sizes,
         n_excluded=n_excluded,
         seconds=time.perf_counter() - t0,
-        aggregate={m: float(c.mean()) if len(users) else float("nan") for m, c in covered.items()},
+        aggregate={m: _aggregate(kinds[m][0], c, len(users)) for m, c in shown.items()},
         extra={"k_clipped": clipped} if (clipped := clipped_ks(metrics, heldout.fold_in.shape[1])) else {},
     )
+
+
+def _aggregate(kind: str, shown: np.ndarray, n_users: int) -> float:
+    """coverage: share of items in any top k; gini: Gini index of the exposure counts."""
+    if not n_users:
+        return float("nan")
+    return float((shown > 0).mean()) if kind == "coverage" else gini_index(shown)
 
 
 def clipped_ks(metrics: Sequence[str], n_items: int) -> dict[str, int]:

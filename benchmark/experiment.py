@@ -136,7 +136,7 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv
         raise UsageError([f"--config {path}: not valid TOML: {exc}"]) from None
     actions = _actions(parser)
     given = explicit_dests(parser, argv)
-    valid_keys = sorted({*actions, "datasets", "models"})
+    valid_keys = sorted({*actions, "datasets", "models", "protocols"})
     problems: list[str] = []
     file_params: list[str] = []
     folder = next((data[k] for k in ("models_dir", "models-dir") if k in data), None)
@@ -165,6 +165,14 @@ def apply_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv
                 problems.append(f"{where}: datasets = {value!r}: expects a list of dataset names")
             elif "dataset" not in given:
                 args.datasets = list(value)
+            continue
+        if key == "protocols":  # each dataset under each protocol (--protocol: one)
+            from .data.preprocess import PROTOCOLS
+
+            if not (isinstance(value, list) and value and all(v in PROTOCOLS for v in value)):
+                problems.append(f"{where}: protocols = {value!r}: expects a list of {', '.join(PROTOCOLS)}")
+            elif "protocol" not in given:
+                args.protocols = list(value)
             continue
         if key == "seeds" and isinstance(value, list):
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -197,6 +205,8 @@ def effective_config(args: argparse.Namespace, parser: argparse.ArgumentParser,
     out: dict[str, Any] = {}
     datasets = getattr(args, "datasets", None) or [args.dataset]
     out["datasets"] = list(datasets)
+    if getattr(args, "protocols", None) and not args.protocol:
+        out["protocols"] = list(args.protocols)
     for dest in sorted(_actions(parser)):
         if dest in ("models", "dataset", "seed", "seeds"):
             continue

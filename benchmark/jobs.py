@@ -40,6 +40,7 @@ import numpy as np
 
 import benchmark.registry as registry
 
+from .beyond import ItemPopularity
 from .evaluate import DEFAULT_METRICS, EvalResult, evaluate
 from .logs import logger
 from .model import FitOptions, Recommender
@@ -194,8 +195,10 @@ def fit_and_evaluate(
     model.fit(split.train, split.valid, options=options)
     fit_seconds = time.perf_counter() - t0
     model.item_ids_ = np.asarray(split.items)  # recommend() answers in the data's own ids
+    popularity = ItemPopularity.of(split.train)  # for arp, aplt, gini, novelty
     evals = {
-        part: evaluate(model.score, split.part(part), metrics=tuple(metrics), progress=False)
+        part: evaluate(model.score, split.part(part), metrics=tuple(metrics), progress=False,
+                       popularity=popularity)
         for part in parts
     }
     return model, fit_seconds, evals

@@ -161,6 +161,10 @@ class Split:
         )
         n_users = self.train.shape[0] + self.valid.n_users + self.test.n_users
         counts = self.meta.get("counts", {})
+        if self.meta.get("protocol", {}).get("protocol") in ("weak", "leave-last-out"):
+            # evaluated users are training users too; their fold-in is their training row
+            n_users = int(self.train.shape[0])
+            n_split = int(self.train.nnz + self.valid.holdout.nnz + self.test.holdout.nnz)
         # Interactions after the filters (the paper's Table 1); the split keeps slightly
         # fewer: held-out users' interactions on items no training user has are dropped.
         n_inter = int(counts.get("interactions_after_filter", n_split))

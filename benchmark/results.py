@@ -86,6 +86,7 @@ class ResultRow:
     plugin_file: str | None = None  # the model's plugin file (None: a built-in or entry point)
     replaces: str | None = None  # the file of the class this plugin replaced (replace=True)
     same_fit_as: str | None = None  # run key of the fit these rows reuse (fit_uses_seed False)
+    protocol: str | None = None  # weak, temporal, leave-last-out (absent: the paper's strong)
     k_clipped: dict[str, int] | None = None  # metric -> the K used (its K > the catalogue)
     worker: dict[str, Any] | None = None  # where it ran: executor; under Ray the node, resources, versions
     schema_version: int = SCHEMA_VERSION
@@ -94,7 +95,7 @@ class ResultRow:
         """The JSON object of ``results.jsonl`` (optional fields left out when unset)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         return {k: v for k, v in out.items()
-                if v is not None or k not in ("experiment", "tuning", "extra", "model_path", "k_clipped")}
+                if v is not None or k not in ("experiment", "tuning", "extra", "model_path", "k_clipped", "protocol")}
 
 
 def _jsonable(x: Any) -> Any:

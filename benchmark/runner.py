@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from .plan import FORCE_HINT, Plan, skipped_line
 from .protocol import Split
 from .resources import IGNORE_PLAN_ENV
 from .results import ResultStore, run_key
+from .tracking import log_run
 from .version import __version__
 
 __all__ = ["RunConfig", "RunOutcome", "run", "run_all", "build_jobs", "write_result",
@@ -92,6 +93,7 @@ class RunConfig:
     threads: int | None = None
     ray_retries: int = 2
     ignore_plan: bool = False  # fit what the plan refuses or skips for memory or time
+    protocols: Sequence[str | None] = (None,)  # each dataset under each (None: the dataset's own)
     #: The effective experiment configuration (``--config`` + command line), kept in each row.
     experiment: dict[str, Any] | None = None
 
@@ -134,9 +136,18 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
     """Every dataset of ``cfg``: load, plan, fit (unless ``plan_only``), then the report
     and MLflow. A model that fails is a line in ``failures``; the others go on."""
     if cfg.mlflow and not cfg.plan_only:
-        _connect_mlflow(cfg.mlflow)
+        from .checks import UsageError
+        from .tracking import TrackingError, connect
+
+        try:  # reach the tracking store before anything is fitted (exit 2 if it cannot be)
+            connect(cfg.mlflow)
+        except TrackingError as exc:
+            raise UsageError(f"--mlflow: {exc}") from exc
     outcome = RunOutcome()
-    for dataset in cfg.datasets:
+    whole = cfg
+    for dataset, proto in [(d, p) for d in whole.datasets for p in whole.protocols]:
+        cfg = whole if proto is None else replace(  # one split per (dataset, protocol)
+            whole, protocol_overrides={**whole.protocol_overrides, "protocol": proto})
         if cfg.plan_only:
             outcome.plans.append(plan_dataset(cfg, *_shape_for_plan(cfg, dataset)))
             continue
@@ -160,8 +171,9 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
         names = [r.model for r in plan.rows if not (r.skipped or r.model in refused)]
         rows, failures = run(cfg, split, executor=executor or executor_for(cfg, plan),
                              refused=refused, names=names)
-        outcome.rows[split.meta.get("dataset", dataset)] = rows
+        outcome.rows[dataset + ("" if proto in (None, "strong") else f" ({proto})")] = rows
         outcome.failures += failures
+    cfg = whole
     if cfg.plan_only:
         return outcome
     logger.info(f"results: {Path(cfg.results_dir) / 'results.jsonl'}")
@@ -170,7 +182,9 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
         if outcome.report:
             logger.info(f"report: {outcome.report}")
     if cfg.mlflow:
-        outcome.failures += _log_mlflow(cfg, [r for rows in outcome.rows.values() for r in rows])
+        report = Path(cfg.report_dir) if cfg.report else None
+        outcome.failures += log_run(cfg.mlflow, [r for rows in outcome.rows.values() for r in rows],
+                                    report if report and (report / "index.html").is_file() else None)
     return outcome
 
 
@@ -322,6 +336,7 @@ def build_jobs(cfg: RunConfig, split: Split, classes: dict[str, type[Recommender
             params = {**params, **best, **overrides}
         facts = {"config_key": config, "overrides": overrides, "epochs_cap": cfg.epochs,
                  "split_hash": split.split_hash, "split_seed": split.meta.get("seed"),
+                 **({"protocol": p} if (p := split.meta.get("protocol", {}).get("protocol")) else {}),
                  **({"experiment": cfg.experiment} if cfg.experiment else {}),
                  **({"tuning": tuning} if tuning else {})}
         reuse: dict[int, tuple[tuple[int, str], ...]] = {}
@@ -406,31 +421,6 @@ def _log_done(result: JobResult) -> None:
     log(f"[{result.job.label}] test NDCG@100 {m['ndcg@100']:.4f}  Recall@20 {m['recall@20']:.4f}"
         f"  Recall@50 {m['recall@50']:.4f}  (fit {test['fit_seconds']:.1f} s"
         + (f", capped at {epochs['effective']} epochs" if capped else "") + ")")
-
-
-def _connect_mlflow(uri: str) -> None:
-    """Reach the tracking store before anything is fitted (exit 2 if it cannot be)."""
-    from .checks import UsageError
-    from .tracking import TrackingError, connect
-
-    try:
-        connect(uri)
-    except TrackingError as exc:
-        raise UsageError(f"--mlflow: {exc}") from exc
-
-
-def _log_mlflow(cfg: RunConfig, rows: list[dict[str, Any]]) -> list[str]:
-    """Log this run's result rows (and the report) to MLflow; returns the failure, if any."""
-    from .tracking import TrackingError, log_rows
-
-    report = Path(cfg.report_dir)
-    report = report if cfg.report and (report / "index.html").is_file() else None
-    try:
-        ids = log_rows(cfg.mlflow, rows, report_dir=report)
-    except TrackingError as exc:
-        return [f"mlflow: {exc} (results are kept; rerun the same command to log them)"]
-    logger.info(f"mlflow: {len(ids)} run(s) logged to {cfg.mlflow}")
-    return []
 
 
 def maybe_report(

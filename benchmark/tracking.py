@@ -35,6 +35,7 @@ __all__ = [
     "MLFLOW_MISSING",
     "TrackingError",
     "connect",
+    "log_run",
     "experiment_name",
     "log_rows",
     "metric_name",
@@ -324,3 +325,15 @@ def log_rows(
                                 f"{type(exc).__name__}: {exc}") from exc
         created.append(run_id)
     return created
+
+
+def log_run(uri: str, rows: list[dict[str, Any]], report_dir: Path | None) -> list[str]:
+    """Log a run's result rows (and its report) to MLflow; returns the failure, if any."""
+    from .logs import logger
+
+    try:
+        ids = log_rows(uri, rows, report_dir=report_dir)
+    except TrackingError as exc:
+        return [f"mlflow: {exc} (results are kept; rerun the same command to log them)"]
+    logger.info(f"mlflow: {len(ids)} run(s) logged to {uri}")
+    return []

@@ -154,12 +154,9 @@ def test_names_and_flattening():
 
 
 def test_a_failure_to_log_after_the_run_fails_the_run_but_keeps_the_results(monkeypatch, tmp_path):
-    from benchmark import runner
-
     def refuse(*a, **k):
         raise tracking.TrackingError("cannot open MLflow tracking store http://x: down")
 
     monkeypatch.setattr(tracking, "log_rows", refuse)
-    cfg = runner.RunConfig(mlflow="http://x", report_dir=str(tmp_path), report=False)
-    failures = runner._log_mlflow(cfg, [{"run_key": "k"}])  # run_all adds it to its failures: exit 1
+    failures = tracking.log_run("http://x", [{"run_key": "k"}], None)  # run_all: exit 1
     assert len(failures) == 1 and "down" in failures[0] and "rerun the same command" in failures[0]

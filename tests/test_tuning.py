@@ -348,6 +348,12 @@ def test_run_with_trials_records_tuning(planted_split, tmp_path):
     assert tuning["storage"].startswith("sqlite:///")
     for k, v in tuning["best_params"].items():
         assert test_row["params"][k] == pytest.approx(v)
+    from optuna.distributions import json_to_distribution  # the report rebuilds trials from these
+
+    for h in tuning["history"]:
+        for k, v in h["params"].items():
+            d = json_to_distribution(h["distributions"][k])
+            assert d._contains(d.to_internal_repr(v))
     valid_row = next(r for r in rows if r["part"] == "valid")
     # The refit with the best parameters reproduces the best trial's validation value.
     assert valid_row["metrics"]["ndcg@100"] == pytest.approx(tuning["best_value"], abs=1e-6)

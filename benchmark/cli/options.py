@@ -13,7 +13,7 @@ from ..data import load_split
 
 def _protocol_overrides(args: argparse.Namespace) -> dict:
     return {"min_rating": args.min_rating, "min_user_items": args.min_user_items,
-            "min_item_users": args.min_item_users, "n_heldout": args.heldout_users}
+            "min_item_users": args.min_item_users, "n_heldout": args.heldout_users, "protocol": args.protocol}
 
 
 def _file_options(args: argparse.Namespace) -> dict:
@@ -58,7 +58,8 @@ def run_config(args: argparse.Namespace):
         reference=args.reference, time_budget=args.time_budget,
         save_models=bool(args.save_models), plan_only=bool(args.plan), isolate=args.isolate,
         mlflow=args.mlflow, ray=args.ray, threads=args.threads, ray_retries=args.ray_retries,
-        ignore_plan=args.ignore_plan, experiment=experiment)
+        ignore_plan=args.ignore_plan, protocols=list(getattr(args, "protocols", None) or [None]),
+        experiment=experiment)
     return cfg, experiment
 
 

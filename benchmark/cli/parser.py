@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ..data.preprocess import REFERENCE_SEED
+from ..data.preprocess import PROTOCOLS, REFERENCE_SEED
 from .commands import (
     cmd_datasets,
     cmd_models,
@@ -44,6 +44,7 @@ def _add_data_args(p: argparse.ArgumentParser, *, dataset_required: bool | None 
     g.add_argument("--min-user-items", type=int, default=None, help="drop users with fewer items")
     g.add_argument("--min-item-users", type=int, default=None, help="drop items with fewer users (applied first)")
     g.add_argument("--heldout-users", type=int, default=None, help="validation users = test users = N")
+    g.add_argument("--protocol", choices=PROTOCOLS, default=None, help="strong (the paper's, default), weak, temporal or leave-last-out (docs/protocols.md); experiment files: protocols = [...]")
     g.add_argument("--user-col", default=None, help="file: user column name (default: first column)")
     g.add_argument("--item-col", default=None, help="file: item column name (default: second column)")
     g.add_argument("--rating-col", default=None, help="file: rating column name (default: third, if any)")
@@ -136,8 +137,8 @@ def _add_run_opts(s: argparse.ArgumentParser, *, models_required: bool = True) -
                    help="debug messages too")
     s.add_argument("--metrics", default=None, metavar="M1,M2,...",
                    help="metrics to record besides the paper's recall@20, recall@50 and "
-                   "ndcg@100: precision@K, map@K, mrr@K, hitrate@K, coverage@K, recall@K, "
-                   "ndcg@K (definitions: docs/metrics.md)")
+                   "ndcg@100: precision@K, map@K, mrr@K, hitrate@K, coverage@K, recall@K, ndcg@K; "
+                   "popularity bias: arp@K, aplt@K, gini@K, novelty@K (definitions: docs/metrics.md)")
     s.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads per fit (default: every core; under --ray 1, asked of Ray)")
     s.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",

@@ -216,14 +216,22 @@ def _read_delimited(file: Path, user_col, item_col, rating_col, sep, header, *, 
     kinds = {u: ("user", ids), i: ("item", ids)}
     if r is not None:
         kinds[r] = ("rating", "float64")
+    t = next((k for k, c in enumerate(columns) if c.lower() in TIME_NAMES and k not in kinds), None)
+    if t is not None:  # kept for the timed protocols (--protocol temporal, leave-last-out)
+        kinds[t] = ("timestamp", "any")
     fields: list[Field] = [kinds.get(k, (f"_{k}", "any")) for k in range(len(columns))]
-    keep = ["user", "item"] + (["rating"] if r is not None else [])
+    keep = ["user", "item"] + (["rating"] if r is not None else []) + (["timestamp"] if t is not None else [])
     if len(sep) > 1:  # "::" read with the C parser as ":" with empty fields in between
         if sep != "::":
             raise DatasetError(f"separator {sep!r}: only one character, or '::', is supported")
         fields = [f for k, fld in enumerate(fields) for f in ([fld] if k == 0 else [(f"_e{k}", "empty"), fld])]
         sep = ":"
     df = read_delimited(source, fields, sep=sep, header=header, keep=keep, strict=strict)
+    if "timestamp" in df.columns and not pd.api.types.is_numeric_dtype(df["timestamp"]):
+        try:  # dates as written ("2019-01-05 10:00") -> nanoseconds
+            df["timestamp"] = pd.to_datetime(df["timestamp"]).astype("int64")
+        except (ValueError, TypeError):
+            df = df.drop(columns="timestamp")  # not times: the timed protocols refuse the data
     return _numeric_ids(df)
 
 

@@ -46,7 +46,7 @@ def _missing(name: str, filename: str, raw: Path) -> str:
 def _reader(name: str, filename: str, fields: list[Field], *, sep: str, header: bool):
     def read(raw: Path) -> pd.DataFrame:
         source = require(locate(raw, filename), _missing(name, filename, raw), raw)
-        return read_delimited(source, fields, sep=sep, header=header, keep=["user", "item", "rating"])
+        return read_delimited(source, fields, sep=sep, header=header, keep=["user", "item", "rating", "timestamp"])
 
     return read, located_files(filename)
 
@@ -73,6 +73,7 @@ def _spec(
         fetch=zip_fetcher(f"{BASE}/{name}.zip", f"{name}.zip", md5=md5),
         raw_files=files,
         published=published,
+        timestamps=True,
     )
 
 

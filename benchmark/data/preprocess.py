@@ -28,6 +28,9 @@ import scipy.sparse as sp
 from ..protocol import HeldOut, Split
 
 REFERENCE_SEED = 98765
+#: The evaluation protocols (``--protocol``); "temporal" and "leave-last-out" need timestamps.
+PROTOCOLS = ("strong", "weak", "temporal", "leave-last-out")
+TIMED_PROTOCOLS = ("temporal", "leave-last-out")
 PREPROCESS_VERSION = 1  # bump when the procedure changes: invalidates cached splits
 
 
@@ -41,9 +44,15 @@ class SplitConfig:
     n_heldout: int | None = 10_000  # validation users = test users = n_heldout (None: 10% each)
     test_prop: float = 0.2
     min_items_for_holdout: int = 5
+    #: "strong" (the paper's), "weak", "temporal" or "leave-last-out" (see
+    #: :mod:`benchmark.data.protocols`); the default is left out of ``as_dict`` (so of the
+    #: cache key and the meta), keeping every strong split as it was.
+    protocol: str = "strong"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol={self.protocol!r} (one of {', '.join(PROTOCOLS)})")
         if self.min_rating is not None and not (
             isinstance(self.min_rating, (int, float)) and np.isfinite(self.min_rating)
         ):
@@ -60,7 +69,10 @@ class SplitConfig:
             raise ValueError("invalid preprocessing: " + "; ".join(problems))
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if d["protocol"] == "strong":
+            del d["protocol"]
+        return d
 
 
 
@@ -186,6 +198,12 @@ def make_split(
     df = filter_triplets(df, protocol.min_user_items, 0)
     steps.append((f"users with >= {protocol.min_user_items} items", len(df),
                   df["user"].nunique(), df["item"].nunique()))
+    if protocol.protocol in ("weak", "leave-last-out"):
+        from .protocols import within_user_split
+
+        extra = {"preprocess_version": PREPROCESS_VERSION, **(extra_meta or {})}
+        return within_user_split(df, protocol, seed=seed, dataset=dataset, extra_meta=extra,
+                                 counts={"raw_rows": int(raw_rows), "positives": int(n_pos)})
     user_ids = np.sort(df["user"].unique())  # groupby(...).size().index is sorted
     n_users = len(user_ids)
     n_items_filtered = int(df["item"].nunique())
@@ -217,15 +235,27 @@ def make_split(
     vd_users = shuffled[n_users - 2 * n_h : n_users - n_h]
     te_users = shuffled[n_users - n_h :]
 
+    cutoff = None
+    if protocol.protocol == "temporal":  # training sees nothing after the global cutoff
+        from .protocols import cutoff_heldout, require_timestamps, temporal_cutoff
+
+        require_timestamps(df, protocol.protocol, dataset)
+        cutoff = temporal_cutoff(df["timestamp"])
     train_df = df[df["user"].isin(tr_users)]
+    if cutoff is not None:
+        train_df = train_df[train_df["timestamp"] <= cutoff]
     item_index = pd.Index(pd.unique(train_df["item"]))
     rows = pd.Index(tr_users).get_indexer(train_df["user"].to_numpy())
     cols = item_index.get_indexer(train_df["item"].to_numpy())
     train = sp.csr_matrix(
         (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(tr_users), len(item_index))
     )
-    valid, _ = _heldout_split(df[df["user"].isin(vd_users)], vd_users, item_index, protocol, seed)
-    test, _ = _heldout_split(df[df["user"].isin(te_users)], te_users, item_index, protocol, seed)
+    if cutoff is not None:
+        valid = cutoff_heldout(df[df["user"].isin(vd_users)], vd_users, item_index, cutoff)
+        test = cutoff_heldout(df[df["user"].isin(te_users)], te_users, item_index, cutoff)
+    else:
+        valid, _ = _heldout_split(df[df["user"].isin(vd_users)], vd_users, item_index, protocol, seed)
+        test, _ = _heldout_split(df[df["user"].isin(te_users)], te_users, item_index, protocol, seed)
 
     meta: dict[str, Any] = {
         "dataset": dataset,
@@ -251,6 +281,8 @@ def make_split(
             ),
         },
     }
+    if cutoff is not None:
+        meta["temporal_cutoff"] = cutoff.item() if hasattr(cutoff, "item") else cutoff
     if extra_meta:
         meta.update(extra_meta)
     return Split(

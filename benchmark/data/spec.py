@@ -93,6 +93,7 @@ class DatasetSpec:
     generated: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     published: PublishedShape | None = None
+    timestamps: bool = False  # read_raw gives a timestamp column (the timed protocols need it)
 
     def raw_present(self, raw_dir: Path) -> bool:
         return self.generated or bool(self.raw_files(raw_dir))

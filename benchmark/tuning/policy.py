@@ -196,9 +196,12 @@ def study_info(study: optuna.Study, *, url: str, budget: int) -> dict[str, Any]:
 
 
 def trial_history(trials: list) -> list[dict[str, Any]]:
-    """Every finished trial as {number, value, state, params}: kept in the result row, so
-    the report draws the tuning figures from rows alone. A pruned trial carries its last
-    reported (intermediate) value."""
+    """Every finished trial as {number, value, state, params, distributions}: kept in the
+    result row, so the report draws the tuning figures from rows alone (``distributions``:
+    Optuna's JSON of each parameter's distribution, so ``optuna.trial.create_trial`` rebuilds
+    the trial). A pruned trial carries its last reported (intermediate) value."""
+    from optuna.distributions import distribution_to_json
+
     out = []
     for t in trials:
         if t.state not in FINISHED:
@@ -207,5 +210,6 @@ def trial_history(trials: list) -> list[dict[str, Any]]:
         if value is None and t.intermediate_values:
             value = t.intermediate_values[max(t.intermediate_values)]
         out.append({"number": t.number, "value": value, "state": t.state.name,
-                    "params": {k: v for k, v in t.params.items()}})
+                    "params": {k: v for k, v in t.params.items()},
+                    "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()}})
     return out
