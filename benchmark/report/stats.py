@@ -12,7 +12,11 @@ direction: ``▲`` significantly better than the reference, ``▼`` significantl
 Tests: the paired t-test (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test
 (``scipy.stats.wilcoxon``, zero differences dropped), both two-sided. Holm's step-down
 correction is applied within one dataset and split, separately for each test, across all
-(model, metric) comparisons of that family.
+(model, metric) comparisons of that family. Marks (``▲``/``▼`` with ``†``) follow the
+t-test alone; the Wilcoxon test is reported beside it as a check and sets no mark. Each
+comparison also carries its 95% intervals (paired t and paired bootstrap over users),
+Cohen's d_z and, with several seeds on both sides, the seed-to-seed sd of the difference
+(:mod:`benchmark.report.effects`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from .effects import Effect, SeedRuns, effects, seed_sd
 from .load import BASELINE, TABLE_METRICS, ReportData, number
 
 ALPHA = 0.05
@@ -135,18 +140,17 @@ class Comparison:
     w_p_holm: float = float("nan")
     n_model: int = 0
     n_baseline: int = 0
+    effect: Effect | None = None
+    seeds: tuple[int, int] = (1, 1)  # seeds of the model's row and of the reference's
 
     @property
     def marks(self) -> str:
-        """Direction (▲ better / ▼ worse than the reference) then † t-test, ‡ Wilcoxon."""
-        m = ""
-        if self.paired and self.t_p_holm < ALPHA:
-            m += MARK_T
-        if self.paired and self.w_p_holm < ALPHA:
-            m += MARK_W
-        if m and self.result is not None and self.result.mean_diff != 0:
-            m = (MARK_UP if self.result.mean_diff > 0 else MARK_DOWN) + m
-        return m
+        """``▲†`` (better than the reference) or ``▼†`` (worse) when the Holm-adjusted
+        t-test p < ALPHA; nothing otherwise, whatever the Wilcoxon test says."""
+        if not (self.paired and self.t_p_holm < ALPHA and self.result is not None):
+            return ""
+        d = self.result.mean_diff
+        return (MARK_UP if d > 0 else MARK_DOWN if d < 0 else "") + MARK_T
 
 
 @dataclass
@@ -222,6 +226,7 @@ def significance(
 ) -> Significance:
     """Pair every model with the reference per dataset and split; test; Holm-correct."""
     out = Significance()
+    runs = SeedRuns(data)
     for dataset in data.datasets():
         rows = data.part_rows(dataset, part)
         remarks = out.notes.setdefault(dataset, [])
@@ -256,7 +261,7 @@ def significance(
             for r in rows:
                 if r["split_hash"] != split_hash or (base is not None and r is base):
                     continue
-                family += _compare(data, r, base, ref, metrics)
+                family += _compare(data, r, base, ref, metrics, runs)
             _holm_family(family)
             out.comparisons += family
     return out
@@ -268,6 +273,7 @@ def _compare(
     base: dict[str, Any] | None,
     baseline: str,
     metrics: Sequence[str],
+    runs: SeedRuns | None = None,
 ) -> list[Comparison]:
     common = dict(
         dataset=row["dataset"],
@@ -289,7 +295,8 @@ def _compare(
         reason = "not paired: per-user arrays lack 'users'"
         return [Comparison(metric=m, paired=False, reason=reason, **common) for m in metrics]
     ia, ib = match_users(a["users"], b["users"])
-    out = []
+    out: list[Comparison] = []
+    diffs: list[tuple[Comparison, np.ndarray, np.ndarray]] = []
     for m in metrics:
         if m not in a or m not in b:
             out.append(
@@ -301,7 +308,8 @@ def _compare(
                 Comparison(metric=m, paired=False, reason="not paired: fewer than 2 common users", **common)
             )
             continue
-        res = paired_tests(np.asarray(a[m])[ia], np.asarray(b[m])[ib])
+        x, y = np.asarray(a[m], dtype=np.float64)[ia], np.asarray(b[m], dtype=np.float64)[ib]
+        res = paired_tests(x, y)
         reason = "paired"
         if len(ia) < max(len(a["users"]), len(b["users"])):
             reason = "paired on the common users only"
@@ -316,7 +324,22 @@ def _compare(
                 **common,
             )
         )
+        ok = np.isfinite(x) & np.isfinite(y)  # the users paired_tests keeps
+        diffs.append((out[-1], (x - y)[ok], np.asarray(a["users"])[ia][ok]))
+    _add_effects(diffs, row, base, runs or SeedRuns(data))
     return out
+
+
+def _add_effects(diffs: list[tuple[Comparison, np.ndarray, np.ndarray]], row: dict[str, Any],
+                 base: dict[str, Any], runs: SeedRuns) -> None:
+    """Intervals, d_z (one bootstrap for all metrics of the row) and the seed sd."""
+    seeds = (int(row.get("n_seeds", 1)), int(base.get("n_seeds", 1)))
+    a_runs = runs.arrays(row) if min(seeds) >= 2 else {}
+    b_runs = runs.arrays(base) if a_runs else {}
+    for (c, _, users), e in zip(diffs, effects([d for _, d, _ in diffs]), strict=True):
+        if a_runs and b_runs:
+            e.seed_sd, e.n_seeds = seed_sd(a_runs, b_runs, users, c.metric)
+        c.effect, c.seeds = e, seeds
 
 
 def _holm_family(family: list[Comparison]) -> None:

@@ -31,10 +31,12 @@ from .cells import (  # noqa: F401  (the table builders' vocabulary, re-exported
     fmt_pub,
     slug,
 )
+from .effects import RESAMPLES, Effect
+from .effects import SEED as BOOT_SEED
 from .load import METRIC_LABELS, TABLE_METRICS, ReportData, number
 from .provenance import environment_table, params_table, runs_table, tuning_table
 from .ranks import RankAnalysis, model_entries
-from .stats import ALPHA, MARK_DOWN, MARK_T, MARK_UP, MARK_W, Significance
+from .stats import ALPHA, MARK_DOWN, MARK_T, MARK_UP, MARK_W, Comparison, Significance
 
 
 def _ours_by_model(data: ReportData, dataset: str) -> dict[str, dict[str, Any]]:
@@ -115,10 +117,10 @@ def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
         )
     if ref and sig.for_dataset(dataset):
         notes.append(
-            f"{MARK_T}: paired t-test, {MARK_W}: Wilcoxon signed-rank test, each against the "
-            f"reference {ref} ({sig.how.get(dataset, '')}) on the same users, Holm-adjusted "
-            f"p < {ALPHA}; {MARK_UP}: significantly better than {ref}, {MARK_DOWN}: "
-            f"significantly worse (see the significance table)."
+            f"{MARK_UP}{MARK_T} / {MARK_DOWN}{MARK_T}: significantly better / worse than the "
+            f"reference {ref} ({sig.how.get(dataset, '')}) by the paired t-test on the same "
+            f"users, Holm-adjusted p < {ALPHA}; the marks follow the t-test alone (the Wilcoxon "
+            f"signed-rank test is in the significance table as a check)."
         )
     notes += sig.notes.get(dataset, [])
     if published:
@@ -174,12 +176,32 @@ def _results_caption(
     return text.strip()
 
 
+def _ci(lo: float, hi: float) -> str:
+    return DASH if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{fmt_diff(lo)}, {fmt_diff(hi)}]"
+
+
+def _signed(x: float) -> str:
+    return fmt_diff(x) if math.isfinite(x) else DASH
+
+
+def _effect_cells(c: Comparison, with_seeds: bool) -> list[Cell]:
+    e = c.effect or Effect()
+    cells = [Cell(_ci(e.t_low, e.t_high)), Cell(_ci(e.boot_low, e.boot_high)), Cell(_signed(e.d_z))]
+    if with_seeds:
+        cells.append(Cell(fmt(e.seed_sd) if math.isfinite(e.seed_sd) else DASH,
+                          sub=f"({e.n_seeds} seeds)" if math.isfinite(e.seed_sd) else ""))
+    return cells
+
+
 def significance_table(data: ReportData, sig: Significance, dataset: str) -> Table | None:
     """The paired tests of one dataset; None when nothing was compared (no empty section)."""
     comps = sig.for_dataset(dataset)
     if not comps:
         return None
     ref = sig.reference.get(dataset, "the reference")
+    with_seeds = any(c.paired and max(c.seeds) > 1 for c in comps)
+    header = ["Model", "Metric", "Users paired", "Δ mean", "95% CI (t)", "95% CI (bootstrap)", "d_z"]
+    header += ["Seed sd of Δ"] * with_seeds + ["t-test p (Holm)", "Wilcoxon p (Holm)"]
     rows: list[Row] = []
     seen_unpaired: set[str] = set()
     for c in comps:
@@ -187,7 +209,7 @@ def significance_table(data: ReportData, sig: Significance, dataset: str) -> Tab
             if c.row_id in seen_unpaired:
                 continue
             seen_unpaired.add(c.row_id)
-            rows.append(Row([Cell(c.label), Cell("all"), Cell(c.reason), Cell(DASH), Cell(DASH), Cell(DASH)]))
+            rows.append(Row([Cell(c.label), Cell("all"), Cell(c.reason)] + [Cell(DASH)] * (len(header) - 3)))
             continue
         r = c.result
         assert r is not None
@@ -198,6 +220,7 @@ def significance_table(data: ReportData, sig: Significance, dataset: str) -> Tab
                     Cell(METRIC_LABELS.get(c.metric, c.metric)),
                     Cell(fmt_int(r.n)),
                     Cell(fmt_diff(r.mean_diff), marks=c.marks[:1] if c.marks[:1] in (MARK_UP, MARK_DOWN) else ""),
+                    *_effect_cells(c, with_seeds),
                     Cell(fmt_p(r.t_p), sub=f"({fmt_p(c.t_p_holm)})", marks=MARK_T if c.t_p_holm < ALPHA else ""),
                     Cell(fmt_p(r.w_p), sub=f"({fmt_p(c.w_p_holm)})", marks=MARK_W if c.w_p_holm < ALPHA else ""),
                 ]
@@ -210,11 +233,27 @@ def significance_table(data: ReportData, sig: Significance, dataset: str) -> Tab
         f"Each model's test row against the test row of the reference {ref} "
         f"({sig.how.get(dataset, '')}) on the same split hash, user by user (users matched by "
         f"their row index in the held-out set; rows over several seeds by each user's mean "
-        f"over the seeds). Δ mean = model - {ref}; {MARK_UP} / {MARK_DOWN}: significantly "
-        f"better / worse. p: raw two-sided p-value, in parentheses Holm-adjusted over all "
-        f"comparisons of this dataset and split, separately per test; {MARK_T} / {MARK_W}: "
-        f"adjusted p < {ALPHA}."
+        f"over the seeds: the unit is the user). Δ mean = model - {ref}, over the paired users."
     ]
+    notes.append(
+        f"95% CI of Δ mean: (t) the paired t interval, mean ± t(0.975, n - 1) * sd / sqrt(n); "
+        f"(bootstrap) the 2.5th and 97.5th percentiles of the mean over {RESAMPLES:,} paired "
+        f"bootstrap resamples of the users (seed {BOOT_SEED}; the same resamples for every "
+        f"model paired on the same number of users). d_z: Cohen's d for paired samples, "
+        f"Δ mean / sd of the per-user differences (ddof 1)."
+    )
+    if with_seeds:
+        notes.append(
+            "Seed sd of Δ: the standard deviation (ddof 1) over the seeds both rows ran of "
+            "each seed's mean difference over the paired users, with the number of those "
+            "seeds; - where the two rows have fewer than 2 seeds in common."
+        )
+    notes.append(
+        f"p: raw two-sided p-value, in parentheses Holm-adjusted over all comparisons of this "
+        f"dataset and split, separately per test; {MARK_T} / {MARK_W}: adjusted p < {ALPHA}. "
+        f"{MARK_UP} / {MARK_DOWN}: significantly better / worse by the t-test ({MARK_T}) "
+        f"alone; the Wilcoxon signed-rank test ({MARK_W}) is a check and sets no mark."
+    )
     if paired:
         notes.append("Paired: " + ", ".join(paired) + ".")
     if partial:
@@ -224,9 +263,9 @@ def significance_table(data: ReportData, sig: Significance, dataset: str) -> Tab
     return Table(
         key=f"significance-{slug(dataset)}",
         title=f"Significance against {ref}: {dataset}",
-        header=["Model", "Metric", "Users paired", "Δ mean", "t-test p (Holm)", "Wilcoxon p (Holm)"],
+        header=header,
         rows=rows,
-        align="llrrrr",
+        align="llr" + "r" * (len(header) - 3),
         notes=notes,
     )
 
