@@ -4,9 +4,11 @@
 beside it (so it works for any model, plugins included) and writes::
 
     out_dir/
-      tables.md        the paper's Table 2 per dataset (mean (s.e.), best in bold, published
-                       rows with differences), significance against a reference model
-                       (Mult-VAE by default), average ranks across datasets, provenance
+      tables.md        the paper's Table 2 per dataset and protocol (mean (s.e.), best in
+                       bold, published rows with differences, strong protocol only),
+                       significance against a reference model (Mult-VAE by default),
+                       average ranks across datasets (per protocol), the ranking across
+                       protocols (:mod:`.protocols`), provenance
       tables.tex       the result and significance tables for LaTeX (booktabs)
       index.html       one self-contained page: tables, figures (embedded), provenance
       figures/*.png    the figures, and the same as *.svg and *.pdf (vector, for LaTeX)
@@ -29,7 +31,8 @@ from ..fsutil import follow_umask
 from .figures import FigureInfo, make_figures
 from .html import render_html
 from .load import Notes, ReportData, ReportWarning, load_results, restrict
-from .ranks import critical_difference, nemenyi_q, rank_analysis
+from .protocols import protocol_figures, protocol_rankings, protocol_tables
+from .ranks import critical_difference, nemenyi_q, rank_analyses, rank_analysis
 from .render import render_latex, render_markdown
 from .stats import Significance, holm, paired_tests, significance
 from .tables import Table, build_tables
@@ -40,6 +43,8 @@ __all__ = [
     "critical_difference",
     "nemenyi_q",
     "rank_analysis",
+    "rank_analyses",
+    "protocol_rankings",
     "holm",
     "load_results",
     "paired_tests",
@@ -149,11 +154,16 @@ def _build(results_dir, out: Path, *, figures: bool, reference: str | None,
                          f"{data.results_dir} (they have: {', '.join(shown)})")
     data.names = dict(names or {})
     sig: Significance = significance(data, reference=reference)
-    ranks = rank_analysis(data)
+    ranks = rank_analyses(data)  # one per protocol, each over its own datasets
+    rankings = protocol_rankings(data)  # a dataset under several protocols
     tables: list[Table] = build_tables(data, sig, ranks)
+    at = next((i for i, t in enumerate(tables) if not t.latex), len(tables))
+    tables[at:at] = protocol_tables(rankings)  # their own section, before the provenance
     fig_dir = out / "figures"
     figs: list[FigureInfo] = make_figures(data, fig_dir, ranks, references=sig.reference,
                                           figure_models=figure_models) if figures else []
+    if figures:
+        figs += protocol_figures(data, rankings, fig_dir)
     warns = list(notes.messages)
     _write(out / "tables.md", render_markdown(data, tables, warns, figs))
     _write(out / "tables.tex", render_latex(data, tables, warns))

@@ -99,6 +99,7 @@ class Table:
     align: str = ""  # one letter per column: l / r / c
     notes: list[str] = field(default_factory=list)
     latex: bool = True  # also in tables.tex
+    group: str = ""  # a section of its own after the results ("": Results or Provenance)
 
     def __post_init__(self) -> None:
         if not self.align:

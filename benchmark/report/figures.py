@@ -29,12 +29,12 @@ import numpy as np
 
 from ._plotting import UNITS, FigureInfo, Look, legend_outside, main_rows, new_figure, palette_order
 from .cells import slug
-from .load import METRIC_LABELS, ReportData, number
+from .load import METRIC_LABELS, STRONG, ReportData, number, protocol_name
 from .paired_figures import likelihood_figure, quintile_figure
 from .ranks import RankAnalysis
 from .tuning_figures import tuning_figures
 
-FIG_PREFIXES = ("quintiles-", "epochs-", "beta-", "likelihood-", "tuning-", "time-", "cd-")
+FIG_PREFIXES = ("quintiles-", "epochs-", "beta-", "likelihood-", "tuning-", "time-", "cd-", "protocols-")
 FIG_SUFFIXES = (".png", ".svg", ".pdf")
 #: Fit times below this (seconds) are under the timer's resolution: drawn at the axis floor.
 TIME_FLOOR = 1e-3
@@ -221,19 +221,21 @@ def cd_figure(ranks: RankAnalysis, out: Path, look: Look | None = None, metric: 
     ax.set_ylim(top - 0.22 * (half + 1), top + 0.55)
     ax.axis("off")
     label = METRIC_LABELS.get(metric, metric)
-    ax.set_title(f"Average rank on test {label} (1 = best, on the right)")
-    name = f"cd-{slug(metric)}"
+    strong = ranks.protocol == STRONG
+    within = "" if strong else f", {protocol_name(ranks.protocol)}"
+    ax.set_title(f"Average rank on test {label}{within} (1 = best, on the right)")
+    name = f"cd-{slug(metric)}" if strong else f"cd-{slug(ranks.protocol)}-{slug(metric)}"
     caption = (
-        f"Average rank of each model on test {label} over {len(res.datasets)} datasets "
+        f"Average rank of each model on test {label} over {len(res.datasets)} datasets{within} "
         f"({', '.join(res.datasets)}; 1 = best, on the right). Models joined by a thick bar are "
         f"not significantly different by the Nemenyi test (alpha {res.alpha}); CD = "
         f"{res.cd:.3f} is the critical difference (Demšar 2006). Friedman p = "
         f"{res.friedman_p:.3g}."
     )
-    return FigureInfo.saved(fig, out, name, f"Critical-difference diagram, {label}", caption, "all")
+    return FigureInfo.saved(fig, out, name, f"Critical-difference diagram, {label}{within}", caption, "all")
 
 
-def make_figures(data: ReportData, out_dir: Path, ranks: RankAnalysis | None = None, *,
+def make_figures(data: ReportData, out_dir: Path, ranks: RankAnalysis | list[RankAnalysis] | None = None, *,
                  references: dict[str, str] | None = None,
                  figure_models: list[str] | None = None) -> list[FigureInfo]:
     """Draw every figure the results allow into ``out_dir`` (old report figures are removed).
@@ -274,9 +276,9 @@ def make_figures(data: ReportData, out_dir: Path, ranks: RankAnalysis | None = N
                 figs += res
             elif res is not None:
                 figs.append(res)
-    if ranks is not None:
+    for r in [ranks] if isinstance(ranks, RankAnalysis) else ranks or []:  # one per protocol
         try:
-            cd = cd_figure(ranks, out_dir, look)
+            cd = cd_figure(r, out_dir, look)
             if cd is not None:
                 figs.append(cd)
         except Exception as exc:

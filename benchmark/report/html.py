@@ -11,7 +11,7 @@ import html
 import re
 from pathlib import Path
 
-from .cells import Cell, Table, _cell
+from .cells import Cell, Table, _cell, slug
 from .figures import FigureInfo
 from .load import ReportData
 from .render import summary_lines
@@ -125,13 +125,15 @@ def render_html(
     warnings: list[str],
     fig_dir: Path,
 ) -> str:
-    results = [t for t in tables if t.latex]
+    results = [t for t in tables if t.latex and not t.group]
     prov = [t for t in tables if not t.latex]
+    groups = list(dict.fromkeys(t.group for t in tables if t.group))  # own sections
     nav = []
     if warnings:
         nav.append('<a href="#warnings">Warnings</a>')
     if results:
         nav.append('<a href="#results">Tables</a>')
+    nav += [f'<a href="#{slug(g)}">{_text(g)}</a>' for g in groups]
     if figures:
         nav.append('<a href="#figures">Figures</a>')
     if prov:
@@ -150,6 +152,10 @@ def render_html(
     if results:
         body.append('<section id="results"><h2>Results</h2>')
         body += [table_html(t) for t in results]
+        body.append("</section>")
+    for g in groups:
+        body.append(f'<section id="{slug(g)}"><h2>{_text(g)}</h2>')
+        body += [table_html(t) for t in tables if t.group == g]
         body.append("</section>")
     if figures:
         body.append('<section id="figures"><h2>Figures</h2>')

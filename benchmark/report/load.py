@@ -9,6 +9,10 @@ below the model's own count are a separate entry labelled "capped at N epochs", 
 merged with or passed off as full runs. Rows on different splits of the same dataset are
 kept side by side and labelled with their split hash.
 
+Protocols (``--protocol``): a row of a protocol other than the paper's strong one (no
+``protocol`` key) is its own dataset, ``row["dataset"]`` = ``"ml-100k (weak)"``, the recorded
+name kept in ``row["dataset_id"]`` (see :meth:`ReportData.protocol` and :meth:`ReportData.base`).
+
 Several seeds of one configuration become one row: ``metrics`` is the mean over seeds of
 each seed's mean; ``sem`` the standard error over users of each user's mean over seeds;
 ``seed_sd`` the standard deviation (ddof 1) of the seeds' means; its per-user arrays are
@@ -42,6 +46,20 @@ METRIC_LABELS: dict[str, str] = {
 BASELINE = "multvae"
 #: Order of datasets in the report: the paper's first, then the rest alphabetically.
 PAPER_DATASETS = ("ml-20m", "netflix", "msd")
+#: The evaluation protocols, in report order (``strong`` is the paper's, section 4.2).
+PROTOCOLS = ("strong", "weak", "temporal", "leave-last-out")
+PROTOCOL_NAMES = {"strong": "strong generalisation", "weak": "weak generalisation",
+                  "temporal": "temporal split", "leave-last-out": "leave-last-out"}
+STRONG = "strong"
+
+
+def protocol_name(protocol: str) -> str:
+    """How a protocol is named in captions: "weak generalisation", ..."""
+    return PROTOCOL_NAMES.get(protocol, protocol)
+
+
+def _protocol_order(protocol: str) -> tuple[int, str]:
+    return (PROTOCOLS.index(protocol), "") if protocol in PROTOCOLS else (len(PROTOCOLS), protocol)
 
 
 class ReportWarning(UserWarning):
@@ -94,9 +112,28 @@ class ReportData:
     _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict)
 
     # --- selections -----------------------------------------------------------------------
-    def datasets(self) -> list[str]:
-        names = {r["dataset"] for r in self.rows}
-        return [d for d in PAPER_DATASETS if d in names] + sorted(names - set(PAPER_DATASETS))
+    def datasets(self, protocol: str | None = None) -> list[str]:
+        """Dataset labels: the paper's datasets first, then the rest alphabetically, each
+        under its protocols in :data:`PROTOCOLS` order; only ``protocol``'s when given."""
+        labels = {r["dataset"]: (r.get("dataset_id", r["dataset"]), r.get("protocol", STRONG))
+                  for r in self.rows}
+        if protocol is not None:
+            labels = {k: v for k, v in labels.items() if v[1] == protocol}
+        bases = {b for b, _ in labels.values()}
+        order = [d for d in PAPER_DATASETS if d in bases] + sorted(bases - set(PAPER_DATASETS))
+        return sorted(labels, key=lambda k: (order.index(labels[k][0]), _protocol_order(labels[k][1])))
+
+    def protocols(self) -> list[str]:
+        """The protocols of the rows shown, strong (the paper's) first."""
+        return sorted({r.get("protocol", STRONG) for r in self.rows}, key=_protocol_order)
+
+    def protocol(self, dataset: str) -> str:
+        """The protocol of a dataset label ("strong" for the paper's)."""
+        return next((r.get("protocol", STRONG) for r in self.rows if r["dataset"] == dataset), STRONG)
+
+    def base(self, dataset: str) -> str:
+        """The dataset name a label's rows recorded ("ml-100k" for "ml-100k (weak)")."""
+        return next((r.get("dataset_id", dataset) for r in self.rows if r["dataset"] == dataset), dataset)
 
     def part_rows(self, dataset: str, part: str = "test") -> list[dict[str, Any]]:
         return [r for r in self.rows if r["dataset"] == dataset and r["part"] == part]
@@ -249,6 +286,13 @@ def _clean_row(row: dict[str, Any], lineno: int, notes: Notes) -> dict[str, Any]
         )
     r = dict(row)
     r["_line"] = lineno
+    proto = r.get("protocol")
+    if proto is not None and proto != STRONG:  # shown as a dataset of its own
+        r["protocol"] = str(proto)
+        r["dataset_id"] = r["dataset"]
+        r["dataset"] = f"{r['dataset']} ({proto})"
+    else:
+        r.pop("protocol", None)
     r["split_hash"] = str(r.get("split_hash") or "unknown")
     r.setdefault("id", f"line{lineno}")
     for key in ("metrics", "sem"):
@@ -340,7 +384,7 @@ def restrict(data: ReportData, *, models: list[str] | None = None,
         ValueError: a named model or dataset has no row in the folder (naming those it has).
     """
     have_models = {r["model"] for r in data.rows}
-    have_data = {r["dataset"] for r in data.rows}
+    have_data = {r["dataset"] for r in data.rows} | {r.get("dataset_id", r["dataset"]) for r in data.rows}
     problems = []
     for option, names, have in (("--models", models, have_models), ("--datasets", datasets, have_data),
                                 ("--exclude", exclude, have_models)):
@@ -353,7 +397,8 @@ def restrict(data: ReportData, *, models: list[str] | None = None,
 
     def keep(r: dict[str, Any]) -> bool:
         return ((models is None or r["model"] in models)
-                and (datasets is None or r["dataset"] in datasets)
+                and (datasets is None or r["dataset"] in datasets
+                     or r.get("dataset_id", r["dataset"]) in datasets)
                 and r["model"] not in (exclude or ()))
 
     before = len(data.rows)

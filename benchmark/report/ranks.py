@@ -15,7 +15,9 @@ sqrt(2): Demšar's Table 5(a) gives 1.960, 2.343, 2.569, 2.728, 2.850, 2.949, 3.
 
 Only models with a test row on every dataset of the comparison take part (the Friedman
 test needs complete blocks); a dataset contributes its main split and, per model, its
-full (not capped) run when it has one.
+full (not capped) run when it has one. Datasets are compared within one evaluation protocol
+(``--protocol``), never protocols as if they were datasets: :func:`rank_analyses` gives one
+analysis per protocol.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 from ..results import capped_epochs
-from .load import TABLE_METRICS, ReportData, number
+from .load import STRONG, TABLE_METRICS, ReportData, number
 
 #: Fewest datasets for a rank comparison (the issue's and Demšar's practice: N >= 3).
 MIN_DATASETS = 3
@@ -94,6 +96,7 @@ class RankResult:
 class RankAnalysis:
     results: list[RankResult] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # models not on every dataset
+    protocol: str = STRONG  # the protocol of every dataset compared
 
 
 def rank_values(values: np.ndarray) -> np.ndarray:
@@ -115,17 +118,26 @@ def model_entries(data: ReportData, dataset: str, part: str = "test") -> dict[st
     return out
 
 
+def rank_analyses(data: ReportData, metrics: tuple[str, ...] = TABLE_METRICS,
+                  alpha: float = 0.05) -> list[RankAnalysis]:
+    """:func:`rank_analysis` of each protocol that has enough datasets, strong first."""
+    out = [rank_analysis(data, metrics, alpha, protocol=p) for p in data.protocols()]
+    return [r for r in out if r is not None]
+
+
 def rank_analysis(
-    data: ReportData, metrics: tuple[str, ...] = TABLE_METRICS, alpha: float = 0.05
+    data: ReportData, metrics: tuple[str, ...] = TABLE_METRICS, alpha: float = 0.05,
+    protocol: str = STRONG,
 ) -> RankAnalysis | None:
-    """Average ranks, Friedman and Nemenyi per metric; None with fewer than 3 datasets."""
-    datasets = [d for d in data.datasets() if data.part_rows(d, "test")]
+    """Average ranks, Friedman and Nemenyi per metric over the datasets of one protocol
+    (the paper's strong one by default); None with fewer than 3 datasets."""
+    datasets = [d for d in data.datasets(protocol) if data.part_rows(d, "test")]
     if len(datasets) < MIN_DATASETS:
         return None
     entries = {d: model_entries(data, d) for d in datasets}
     every = set.intersection(*(set(e) for e in entries.values()))
     seen = set.union(*(set(e) for e in entries.values()))
-    out = RankAnalysis(excluded=sorted(seen - every))
+    out = RankAnalysis(excluded=sorted(seen - every), protocol=protocol)
     for m in metrics:
         models = sorted(
             x for x in every if all(number(entries[d][x]["metrics"].get(m)) is not None for d in datasets)

@@ -102,9 +102,11 @@ def render_markdown(data: ReportData, tables: list[Table], warnings: list[str], 
         out.append("")
     if not data.rows:
         out += ["No results to report.", ""]
-    results = [t for t in tables if t.latex]
+    results = [t for t in tables if t.latex and not t.group]
     if results:
         out += ["## Results", ""] + [table_markdown(t) for t in results]
+    for group in dict.fromkeys(t.group for t in tables if t.group):  # e.g. ranking across protocols
+        out += [f"## {group}", ""] + [table_markdown(t) for t in tables if t.group == group]
     if figures:
         out += ["## Figures", ""]
         for f in figures:
@@ -224,5 +226,10 @@ def render_latex(data: ReportData, tables: list[Table], warnings: list[str]) -> 
     shown = [t for t in tables if t.latex]
     if not shown:
         out.append("% No results to report.")
-    out += [table_latex(t) for t in shown]
+    group = ""
+    for t in shown:
+        if t.group and t.group != group:
+            out += [f"% {t.group}", ""]
+        group = t.group
+        out.append(table_latex(t))
     return "\n".join(out).rstrip("\n") + "\n"

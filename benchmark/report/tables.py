@@ -33,7 +33,7 @@ from .cells import (  # noqa: F401  (the table builders' vocabulary, re-exported
 )
 from .effects import RESAMPLES, Effect
 from .effects import SEED as BOOT_SEED
-from .load import METRIC_LABELS, TABLE_METRICS, ReportData, number
+from .load import METRIC_LABELS, STRONG, TABLE_METRICS, ReportData, number, protocol_name
 from .provenance import environment_table, params_table, runs_table, tuning_table
 from .ranks import RankAnalysis, model_entries
 from .stats import ALPHA, MARK_DOWN, MARK_T, MARK_UP, MARK_W, Comparison, Significance
@@ -91,7 +91,7 @@ def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
             )
         out.append(Row(cells))
     ours = _ours_by_model(data, dataset)
-    published = [e for e in published_for(dataset) if not e.get("only_if_run") or e.get("model") in ours]
+    published = [e for e in _published(data, dataset) if not e.get("only_if_run") or e.get("model") in ours]
     if published:
         out.append(Row([], section="Published, same protocol and metric code (Δ = ours - published)"))
         for e in published:
@@ -136,9 +136,10 @@ def results_table(data: ReportData, sig: Significance, dataset: str) -> Table:
             )
             + "Tags: [V] checked against the authors' code output, [P] as printed in the paper."
         )
+    proto = data.protocol(dataset)
     return Table(
         key=f"table2-{slug(dataset)}",
-        title=f"Table 2: {dataset}, test users",
+        title=f"Table 2: {dataset if proto == STRONG else data.base(dataset) + ', ' + protocol_name(proto)}, test users",
         header=["Model"] + [METRIC_LABELS[m] for m in TABLE_METRICS],
         rows=out,
         caption=caption,
@@ -164,7 +165,10 @@ def _results_caption(
         parts.append(f"split {hashes[0][:8]}")
     elif hashes:
         parts.append(f"{len(hashes)} splits: " + ", ".join(h[:8] for h in hashes))
-    if not published:
+    if data.protocol(dataset) != STRONG:
+        parts.append(f"{protocol_name(data.protocol(dataset))}, not the paper's strong generalisation: "
+                     "published numbers do not apply and are not shown")
+    elif not published:
         parts.append("no published numbers exist for this dataset on the paper's protocol")
     capped = sorted({data.label(r) for r in rows if capped_epochs(r) is not None})
     text = "; ".join(parts) + "." if parts else ""
@@ -174,6 +178,11 @@ def _results_caption(
             f"(--epochs); not full runs, not comparable with the paper's numbers."
         )
     return text.strip()
+
+
+def _published(data: ReportData, dataset: str) -> list[dict[str, Any]]:
+    """The published entries of a dataset label: none for a protocol other than strong."""
+    return published_for(dataset) if data.protocol(dataset) == STRONG else []
 
 
 def _ci(lo: float, hi: float) -> str:
@@ -278,7 +287,7 @@ def sources_list(data: ReportData) -> list[str]:
     for d in data.datasets():
         ours = _ours_by_model(data, d)
         shown |= {
-            e["source"] for e in published_for(d) if not e.get("only_if_run") or e.get("model") in ours
+            e["source"] for e in _published(data, d) if not e.get("only_if_run") or e.get("model") in ours
         }
     used = [s for s in dict.fromkeys(e["source"] for e in ref["entries"]) if s in shown]
     return [f"{src[s]['short']}: {src[s]['citation']} ({src[s]['where']})" for s in used if s in src]
@@ -317,16 +326,19 @@ def ranks_table(ranks: RankAnalysis) -> Table:
         )
     if ranks.excluded:
         notes.append("Not ranked (no test row on every dataset): " + ", ".join(ranks.excluded) + ".")
+    strong = ranks.protocol == STRONG
     return Table(
-        key="ranks",
-        title="Average rank across datasets",
+        key="ranks" if strong else f"ranks-{slug(ranks.protocol)}",
+        title="Average rank across datasets" + ("" if strong else f", {protocol_name(ranks.protocol)}"),
         header=["Model"] + [METRIC_LABELS[m] for m in TABLE_METRICS],
         rows=rows,
         notes=notes,
     )
 
 
-def build_tables(data: ReportData, sig: Significance, ranks: RankAnalysis | None = None) -> list[Table]:
+def build_tables(data: ReportData, sig: Significance,
+                 ranks: RankAnalysis | list[RankAnalysis] | None = None) -> list[Table]:
+    """Every table; ``ranks``: the rank analysis, or one per protocol (each its own table)."""
     tables: list[Table] = []
     for d in data.datasets():
         if data.part_rows(d, "test"):
@@ -334,8 +346,8 @@ def build_tables(data: ReportData, sig: Significance, ranks: RankAnalysis | None
         t = significance_table(data, sig, d)
         if t:
             tables.append(t)
-    if ranks is not None:
-        tables.append(ranks_table(ranks))
+    for r in [ranks] if isinstance(ranks, RankAnalysis) else ranks or []:
+        tables.append(ranks_table(r))
     for builder in (tuning_table, runs_table, params_table, environment_table):
         t = builder(data)
         if t:
