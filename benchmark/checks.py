@@ -225,7 +225,6 @@ def dataset_problems(datasets: list[str], data_dir: Any, *, plan_only: bool = Fa
     round): its spec known, a ``file:`` present, and raw files present, a split cached, or a
     download source known (a plan needs none of these for a published shape). Nothing is
     probed over the network and nothing is downloaded here."""
-    import os
     from pathlib import Path
 
     from .data import DatasetError, dataset_dir, get_dataset
@@ -256,9 +255,6 @@ def dataset_problems(datasets: list[str], data_dir: Any, *, plan_only: bool = Fa
         if spec.fetch is None:
             problems.append(f"dataset {name}: no raw files in {root / 'raw'} and no download "
                             f"source; {spec.source} (python -m benchmark datasets lists them)")
-        elif os.environ.get("BENCHMARK_OFFLINE"):
-            problems.append(f"dataset {name}: no raw files in {root / 'raw'}, and BENCHMARK_OFFLINE "
-                            "forbids the download; unset it or put the files there")
     return problems
 
 
@@ -323,8 +319,9 @@ def preflight(args: Any, *, tune: bool = False) -> dict:
     problems += data_problems(args)
     datasets = [args.dataset] if getattr(args, "dataset", None) else list(getattr(args, "datasets", None) or [])
     protocols = [args.protocol] if getattr(args, "protocol", None) else list(getattr(args, "protocols", None) or [])
-    problems += dataset_problems(datasets, args.data_dir, plan_only=bool(getattr(args, "plan", False)),
-                                 protocols=protocols)
+    if not getattr(args, "dump_config", False):  # a dump needs no data
+        problems += dataset_problems(datasets, args.data_dir, plan_only=bool(getattr(args, "plan", False)),
+                                     protocols=protocols)
     metrics = list(DEFAULT_METRICS)
     for m in (getattr(args, "metrics", None) or "").split(","):
         if m.strip():

@@ -159,7 +159,7 @@ def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
         if problem:  # nothing could be scored: exit 2 before any fit
             raise UsageError(problem)
         for m, k in clipped_ks(cfg.metrics, split.n_items).items():
-            logger.warning(f"{m} evaluated at K = {k:,}, the catalogue ({dataset} has {k:,} items)")
+            logger.info(f"{m} evaluated at K = {k:,}, the catalogue ({dataset} has {k:,} items)")
         plan = plan_dataset(cfg, split, split.stats())
         logger.info(plan.format())
         # under Ray, the cluster's nodes (not this machine's memory) decide what fits; a

@@ -227,12 +227,13 @@ def test_tuning_study_is_rebuilt_from_the_row(tmp_path):
 
     data = _load(_results(tmp_path / "r", {"multvae": 0.4, "multdae": 0.35},
                           multdae={"tuning": _tuned(None)}))
+    import matplotlib.pyplot as plt
+
+    open_before = plt.get_fignums()  # another test's figures may be open in this process
     figs = tuning_figures(data, "ml-20m", tmp_path, Look.of(data))
     assert [f.key for f in figs] == ["tuning-ml-20m-multdae", "tuning-ml-20m-multdae-importance",
                                      "tuning-ml-20m-multdae-slices"]
     history = _svg_texts(tmp_path / figs[0].svg)
     assert "Optimisation history: MULTDAE on ml-20m" in history and "trial 0 (paper defaults)" in history
     assert "inferred from the values tried" in figs[1].caption
-    import matplotlib.pyplot as plt
-
-    assert plt.get_fignums() == [] and plt.rcParams["axes.facecolor"] == "white"  # nothing left over
+    assert plt.get_fignums() == open_before and plt.rcParams["axes.facecolor"] == "white"  # nothing left over
