@@ -42,6 +42,7 @@ def test_readme_plugins_pass_the_conformance_suite(plugin_dir):
         registry._REGISTRY.pop("mymodel", None)
 
 
+@pytest.mark.extended
 def test_readme_iterative_plugin_runs_tunes_and_is_reported(plugin_dir, tmp_path):
     common = ("--dataset", "synthetic", "--data-dir", str(tmp_path / "d"), "--results-dir",
               str(tmp_path / "r"), "--models-dir", str(plugin_dir), "--no-progress")

@@ -368,6 +368,7 @@ def _tune_cmd(synth_dir: Path, results: Path, trials: int, *more: str) -> list[s
     ]
 
 
+@pytest.mark.extended
 def test_killed_tune_resumes_without_repeating(synth_dir, tmp_path):
     """SIGKILL a tune after two trials, rerun it with two workers: exactly N trials."""
     plugins = _write_plugin(tmp_path / "plugins")
