@@ -24,8 +24,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +44,6 @@ def uniform_matrix(users: int, items: int, nnz: int, seed: int = 0) -> sp.csr_ma
 
 
 def measure(x: sp.csr_matrix, name: str, columns: int, threads: int) -> dict:
-    from sklearn.exceptions import ConvergenceWarning
-    from threadpoolctl import threadpool_limits
-
     from benchmark.cost import DataShape
     from benchmark.model import FitOptions
     from benchmark.models.slim import SLIM
@@ -64,18 +59,11 @@ def measure(x: sp.csr_matrix, name: str, columns: int, threads: int) -> dict:
     kind, make, _ = model._solvers(x, threads)
     setup = time.perf_counter() - t
     n_items = x.shape[1]
-    cols = np.sort(np.random.default_rng(1).choice(n_items, size=min(columns, n_items), replace=False))
-    chunks = [c for c in np.array_split(cols, threads) if len(c)]
-    with warnings.catch_warnings(), threadpool_limits(1, "blas"), \
-            ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t = time.perf_counter()
-        list(pool.map(lambda c: make().solve(c, model.topk), chunks))
-        per_col = (time.perf_counter() - t) / len(cols)
+    per_col = model.seconds_per_column(make, n_items, threads, columns=columns, seed=1)  # not the plan's columns
     fit = setup + per_col * n_items
     return {"matrix": name, "users": x.shape[0], "items": n_items, "clicks": int(x.nnz),
             "solver": kind, "threads": threads, "plan_seconds": est.seconds, "plan_how": est.detail,
-            "plan_took_seconds": plan_s, "setup_seconds": setup, "columns_timed": len(cols),
+            "plan_took_seconds": plan_s, "setup_seconds": setup, "columns_timed": min(columns, n_items),
             "ms_per_column": per_col * 1e3, "fit_seconds_extrapolated": fit,
             "plan_over_measured": est.seconds / fit}
 

@@ -142,24 +142,32 @@ class SLIM(ItemItemRecommender):
         t = time.perf_counter()
         kind, make, peak = model._solvers(x, threads)
         setup = time.perf_counter() - t
-        cols = np.sort(np.random.default_rng(0).choice(n_items, size=min(64, n_items), replace=False))
+        per_col = model.seconds_per_column(make, n_items, threads, columns=64, seed=0)
+        return Estimate(setup + per_col * n_items, int(peak),
+                        f"{kind} solver: {setup:.1f} s set-up + {n_items:,} columns x "
+                        f"{per_col * 1000:.1f} ms ({threads} threads)")
+
+    def seconds_per_column(self, make: Callable[[], Any], n_items: int, threads: int, *,
+                           columns: int, seed: int) -> float:
+        """Wall seconds per column of ``columns`` random columns' regressions (``seed``),
+        solved on ``threads`` threads at once by the solvers ``make`` builds.
+
+        Timed on the fit's threads at once, not as one thread's time divided by the threads:
+        the threads share the memory bandwidth, so we assume they do not scale linearly (an
+        assumption: no run comparing 1 and 2 threads is recorded; how close the whole estimate
+        comes is what ``benchmarks/plan_accuracy.py`` and ``benchmarks/slim_plan.py`` measure).
+        """
         from sklearn.exceptions import ConvergenceWarning
         from threadpoolctl import threadpool_limits
 
-        # Timed on the fit's threads at once, not as one thread's time divided by the threads:
-        # the threads share the memory bandwidth, so we assume they do not scale linearly (an
-        # assumption: no run comparing 1 and 2 threads is recorded; how close the whole
-        # estimate comes is what ``python benchmarks/plan_accuracy.py --models slim`` measures).
+        cols = np.sort(np.random.default_rng(seed).choice(n_items, size=min(columns, n_items), replace=False))
         chunks = [c for c in np.array_split(cols, threads) if len(c)]
         with warnings.catch_warnings(), threadpool_limits(1, "blas"), \
                 ThreadPoolExecutor(max_workers=len(chunks)) as pool:
             warnings.simplefilter("ignore", ConvergenceWarning)
             t = time.perf_counter()
-            list(pool.map(lambda c: make().solve(c, model.topk), chunks))
-            per_col = (time.perf_counter() - t) / len(cols)
-        return Estimate(setup + per_col * n_items, int(peak),
-                        f"{kind} solver: {setup:.1f} s set-up + {n_items:,} columns x "
-                        f"{per_col * 1000:.1f} ms ({threads} threads)")
+            list(pool.map(lambda c: make().solve(c, self.topk), chunks))
+            return (time.perf_counter() - t) / len(cols)
 
     def _solver_kind(self, n_items: int) -> str:
         if self.solver != "auto":
