@@ -134,7 +134,18 @@ def log(msg: str) -> None:
 # --- the whole run ------------------------------------------------------------------------
 def run_all(cfg: RunConfig, executor: Executor | None = None) -> RunOutcome:
     """Every dataset of ``cfg``: load, plan, fit (unless ``plan_only``), then the report
-    and MLflow. A model that fails is a line in ``failures``; the others go on."""
+    and MLflow. A model that fails is a line in ``failures``; the others go on. With
+    ``ignore_plan`` the fits' own memory checks warn instead of refusing (this run only)."""
+    if not cfg.ignore_plan or os.environ.get(IGNORE_PLAN_ENV):
+        return _run_all(cfg, executor)
+    os.environ[IGNORE_PLAN_ENV] = "1"  # read by check_memory, here and in child processes
+    try:
+        return _run_all(cfg, executor)
+    finally:
+        os.environ.pop(IGNORE_PLAN_ENV, None)
+
+
+def _run_all(cfg: RunConfig, executor: Executor | None) -> RunOutcome:
     if cfg.mlflow and not cfg.plan_only:
         from .checks import UsageError
         from .tracking import TrackingError, connect
@@ -227,7 +238,6 @@ def plan_dataset(cfg: RunConfig, data: Split | DataShape, stats: dict[str, Any])
     names, skipped = registry.select(cfg.models, stats)
     if cfg.ignore_plan:  # every model of the run, in the run's order
         names, skipped = [n for n in registry.resolve(cfg.models) if n in names or n in skipped], {}
-        os.environ[IGNORE_PLAN_ENV] = "1"  # the fits' own memory checks warn instead (children too)
     explicit = cfg.models.strip() != "all"
     for name, reason in skipped.items():  # a named one's "not run" line comes with the fits
         if not explicit or cfg.plan_only:
